@@ -1,0 +1,28 @@
+# Top-level: build every step, run the lab, run the tests.
+#   make          build common/, every step, the tests and the lab
+#   make demo     the delivery lab: which faults lose or duplicate messages, per step
+#   make test     the test suite; ends with "N passed, N failed"
+#   make -C step1 build one step alone
+STEPS := $(patsubst %/Makefile,%,$(sort $(wildcard step*/Makefile)))
+
+all: $(STEPS) tests
+
+common:
+	$(MAKE) -C common
+
+$(STEPS): common
+	$(MAKE) -C $@
+
+tests: $(STEPS)
+	$(MAKE) -C tests
+
+test: all
+	$(MAKE) -C tests run
+
+demo: all
+	@tests/lab
+
+clean:
+	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
+
+.PHONY: all common $(STEPS) tests test demo clean

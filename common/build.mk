@@ -1,0 +1,12 @@
+# Shared build settings, included by every step's Makefile, by common/ and by tests/.
+# C11 + POSIX.1-2008 and nothing else, so the code builds on Linux and macOS alike.
+# CI adds -Werror with: make EXTRA_CFLAGS=-Werror
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+STD     := -std=c11 -D_POSIX_C_SOURCE=200809L
+WARN    := -Wall -Wextra -Wpedantic
+SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3)
+SQLITE_LIBS   := $(shell pkg-config --libs sqlite3)
+ALL_CFLAGS = $(STD) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) $(SQLITE_CFLAGS) -I$(ROOT)/common
+LIBCOMMON  = $(ROOT)/common/libcommon.a
+LDLIBS_ALL = $(LIBCOMMON) $(SQLITE_LIBS) $(EXTRA_LDFLAGS)

@@ -1,0 +1,43 @@
+/* limits.h -- every bound of the chat, in one place.
+ *
+ * Each limit says what happens when it is hit. Nothing here grows without
+ * bound: a slow or hostile peer runs into one of these and pays for it
+ * alone, never the other clients. */
+#ifndef CHAT_LIMITS_H
+#define CHAT_LIMITS_H
+
+#include <sys/select.h> /* FD_SETSIZE */
+
+/* One protocol line, newline included. A longer line from a peer is a
+ * framing error: the server answers "ERR line too long" and closes. */
+#define MAX_LINE 4096
+
+/* One chat message. Leaves room on a line for the verb, ids and offsets.
+ * The client refuses a longer typed line and says so on stderr. */
+#define MAX_TEXT (MAX_LINE - 96)
+
+/* Connected clients. select() cannot watch an fd >= FD_SETSIZE at all,
+ * and the server needs a few fds of its own (stdio, listener, SQLite's
+ * database, WAL and shm files, the spare fd for EMFILE). One more client
+ * gets "ERR server full" and is closed. */
+#define MAX_CLIENTS (FD_SETSIZE - 16)
+
+/* Bytes queued for one client that is not reading. Past this the client is
+ * disconnected; nothing is lost, it catches up from the database when it
+ * reconnects (the replay). */
+#define MAX_OUTPUT (256 * 1024)
+
+/* Replay of history: read this many rows per query, and only while the
+ * client's output holds less than REPLAY_FILL bytes. A client a million
+ * rows behind therefore costs the server REPLAY_FILL + one page, not the
+ * whole history. */
+#define REPLAY_PAGE 64
+#define REPLAY_FILL (16 * 1024)
+
+/* After an error line the server stops reading requests, flushes the
+ * error, half-closes, and waits this long for the peer to close before
+ * closing itself (closing with unread input sends a reset, which can
+ * destroy the error line before the peer reads it). */
+#define CLOSE_LINGER_MS 1000
+
+#endif

@@ -1,0 +1,44 @@
+/* store.h -- the chat history in SQLite.
+ *
+ * One table, the Socket.IO tutorial's, the same in every step:
+ *   messages(id INTEGER PRIMARY KEY AUTOINCREMENT,
+ *            client_offset TEXT UNIQUE, content TEXT)
+ * AUTOINCREMENT means an id is never reused, even after the newest row is
+ * deleted, so "every row with id > my offset" is always the right catch-up.
+ *
+ * Durability: WAL journal with synchronous=NORMAL. A committed row survives
+ * the server being killed (SIGKILL, a crash); after a power loss or an OS
+ * crash the last few commits may roll back (the file stays consistent).
+ * synchronous=FULL would survive power loss too, at one fsync per message.
+ *
+ * Locks: the event loop must never wait. After start-up the busy timeout is
+ * 0, so an insert into a database locked by another process fails at once
+ * with SQLITE_BUSY, and the server decides what that means. */
+#ifndef CHAT_STORE_H
+#define CHAT_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* Open (and create) the database. NULL on failure, with a reason in err. */
+struct store *store_open(const char *path, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Insert one message; client_offset may be NULL (steps 1 to 3).
+ * Returns SQLITE_OK and the new row's id in *id, or SQLite's extended
+ * error code: SQLITE_BUSY when another process holds the lock,
+ * SQLITE_CONSTRAINT_UNIQUE when client_offset is already stored, ... */
+int store_insert(struct store *s, const char *client_offset, const char *text, int64_t *id);
+
+/* What went wrong with the last call, in SQLite's words. */
+const char *store_errmsg(struct store *s);
+
+/* Call fn for the rows with id > after, in id order, at most limit rows.
+ * Returns the number of rows, or -1 on error. fn returns 0 to go on. */
+typedef int (*store_row_fn)(void *ctx, int64_t id, const char *text);
+int store_replay(struct store *s, int64_t after, int limit, store_row_fn fn, void *ctx);
+
+#endif

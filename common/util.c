@@ -1,0 +1,119 @@
+/* util.c -- small helpers. See util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int parse_int64(const char *s, int64_t *out) {
+    int64_t v = 0;
+    if (*s == '\0' || strlen(s) > 19) {
+        return -1;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return -1;
+        }
+        int digit = *s - '0';
+        if (v > (INT64_MAX - digit) / 10) {
+            return -1;
+        }
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_long_arg(const char *s, long min, long max, long *out) {
+    int64_t v;
+    if (s == NULL || parse_int64(s, &v) == -1 || v < min || v > max) {
+        return -1;
+    }
+    *out = (long)v;
+    return 0;
+}
+
+int random_bytes(void *buf, size_t n) {
+    int fd = open("/dev/urandom", O_RDONLY);
+    size_t got = 0;
+    while (fd != -1 && got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0 && !(r == -1 && errno == EINTR)) {
+            break;
+        }
+        got += r > 0 ? (size_t)r : 0;
+    }
+    if (fd != -1) {
+        close(fd);
+    }
+    return got == n ? 0 : -1;
+}
+
+int random_id20(char out[21]) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[15];
+    if (random_bytes(raw, sizeof raw) == -1) {
+        return -1;
+    }
+    /* Every 3 bytes become 4 characters of 6 bits each. */
+    for (int i = 0; i < 5; i++) {
+        unsigned long v = (unsigned long)raw[3 * i] << 16 | (unsigned long)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        for (int j = 0; j < 4; j++) {
+            out[4 * i + j] = b64[(v >> (18 - 6 * j)) & 63];
+        }
+    }
+    out[20] = '\0';
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s that is safe to print, or 0.
+ * The C1 controls U+0080..U+009F are refused too: some terminals obey
+ * them like escape sequences. */
+static int utf8_printable_len(const unsigned char *s) {
+    int len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+    uint32_t cp = s[0] & (0x3F >> (len - 1));
+    if (s[0] < 0xC2 || s[0] > 0xF4) {
+        return 0;
+    }
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    int overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F) {
+        return 0;
+    }
+    return len;
+}
+
+void show_text(FILE *f, const char *text) {
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s != '\0') {
+        int n = *s >= 0x80 ? utf8_printable_len(s) : (*s >= 0x20 && *s != 0x7F && *s != '\\');
+        if (n > 0) {
+            fwrite(s, 1, (size_t)n, f);
+            s += n;
+        } else if (*s == '\\') {
+            fputs("\\\\", f);
+            s++;
+        } else {
+            fprintf(f, "\\x%02X", *s++);
+        }
+    }
+}
+
+void ignore_sigpipe(void) {
+    signal(SIGPIPE, SIG_IGN);
+}

@@ -1,0 +1,38 @@
+/* util.h -- small helpers every program needs: time, numbers, randomness,
+ * and showing untrusted text safely on a terminal. */
+#ifndef CHAT_UTIL_H
+#define CHAT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Milliseconds on the monotonic clock: timers must not jump when someone
+ * sets the wall clock. */
+long long now_ms(void);
+
+/* A strict decimal number: digits only (no sign, no spaces, no "0x"),
+ * at most INT64_MAX. 0 on success, -1 otherwise. */
+int parse_int64(const char *s, int64_t *out);
+
+/* A command-line number in [min, max]; -1 if it is not one. */
+int parse_long_arg(const char *s, long min, long max, long *out);
+
+/* n random bytes from the operating system (/dev/urandom: POSIX systems
+ * all have it, unlike getrandom()). 0 on success, -1 on failure. */
+int random_bytes(void *buf, size_t n);
+
+/* A random id of 20 characters from [A-Za-z0-9_-] (15 random bytes in
+ * URL-safe base64, like Socket.IO's socket.id); out has room for 21. */
+int random_id20(char out[21]);
+
+/* Write text so that it cannot drive the terminal: control characters,
+ * invalid UTF-8 and a backslash are written as \xHH or \\; printable ASCII
+ * and valid UTF-8 pass unchanged. */
+void show_text(FILE *f, const char *text);
+
+/* Writing to a closed socket must be an error (EPIPE), not a signal that
+ * kills the process. Call once at start-up. */
+void ignore_sigpipe(void);
+
+#endif

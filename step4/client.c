@@ -1,0 +1,570 @@
+/* step4/client.c -- the chat client. Step 4: exactly once.
+ *
+ * Reads lines from stdin and sends each one as a chat message; prints
+ * every message the server broadcasts as "<id> <text>". When the
+ * connection drops it reconnects, again and again, with Socket.IO's
+ * backoff, and tells the server the last id it saw, so it catches up on
+ * everything it missed while away.
+ *
+ * A line typed while the client is not connected is kept in a queue and
+ * sent, in order, as soon as the server has welcomed us again.
+ *
+ * New in step 3: the server acks a message once it is stored, and a
+ * message leaves the queue only when its ack arrives. One message is in
+ * flight at a time, so the order typed is the order stored. No ack within
+ * --ack-timeout, or the connection dropped: the attempt failed, and the
+ * message is sent again, up to --retries more times (Socket.IO's
+ * ackTimeout and retries). A message that runs out of retries is given up,
+ * loudly: stderr names it, and the exit status is 1.
+ *
+ * New in step 4: each message carries a client offset, "<client-id>-<n>",
+ * fixed when the line is typed, so every retry of it carries the same one.
+ * The server stores it in a UNIQUE column: a retry of a message that is
+ * already stored is acked and not stored again. The client id is 8 random
+ * bytes drawn from the operating system at start-up, so offsets are
+ * unique across clients even while they are offline (unlike the Socket.IO
+ * tutorial's, built from socket.id, which is unset while disconnected).
+ *
+ * The guarantee is "exactly once" for every message that is acked within
+ * its retries; a message given up is still said so, loudly.
+ *
+ * One process, one thread, one select() loop over stdin, the socket and
+ * the timers (reconnect, connect timeout, heartbeat). */
+#include "backoff.h"
+#include "buf.h"
+#include "limits.h"
+#include "line.h"
+#include "net.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Socket.IO's defaults: reconnectionDelay, reconnectionDelayMax,
+ * randomizationFactor, and timeout (for the connection handshake). */
+#define RECONNECTION_DELAY_MS 1000
+#define RECONNECTION_DELAY_MAX_MS 5000
+#define RANDOMIZATION_FACTOR 0.5
+#define CONNECT_TIMEOUT_MS 20000
+
+/* Messages typed and not yet acked. When the queue is full we stop
+ * reading stdin until there is room again: backpressure, never a drop. */
+#define SEND_BUFFER_MAX 1000
+
+/* Socket.IO's tutorial values: wait 10 s for an ack, then retry up to 3
+ * times (4 attempts in all). */
+#define ACK_TIMEOUT_MS 10000
+#define RETRIES 3
+
+enum state {
+    DISCONNECTED, /* waiting to reconnect */
+    CONNECTING,   /* TCP connect in progress */
+    HANDSHAKING,  /* HELLO sent, waiting for WELCOME */
+    CONNECTED,    /* WELCOME received: messages may be sent */
+};
+
+static struct {
+    /* options */
+    const char *host;
+    int port;
+    long delay, delay_max, timeout;
+    long ack_timeout, retries; /* retries -1: for ever */
+    int verbose;
+    /* the connection */
+    enum state state;
+    int fd;
+    struct line_reader in;  /* from the server */
+    struct buf out;         /* to the server */
+    long long deadline;     /* hear from the server by then, or drop it */
+    long long reconnect_at; /* when DISCONNECTED */
+    int attempts;           /* reconnections since the last success */
+    long ping_interval, ping_timeout; /* the server's, from WELCOME */
+    int64_t server_offset;  /* the highest message id seen */
+    int shut;               /* we half-closed: the server will close */
+    /* the user */
+    struct line_reader typed; /* from stdin */
+    char *queue[SEND_BUFFER_MAX]; /* typed, not yet acked: a ring */
+    int queue_head, queue_len;
+    int in_flight;           /* the queue's head was sent, no ack yet */
+    int tries;               /* attempts at the head so far */
+    long long ack_id;        /* the current attempt's; new every attempt */
+    long long ack_deadline;  /* when the current attempt has failed */
+    int given_up;            /* messages that ran out of retries */
+    char client_id[17];      /* random, hex: the first half of every offset */
+    long long counter;       /* the second half: messages typed so far */
+    int quitting;             /* stdin is at its end */
+    int done;
+} client;
+
+static void say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("client: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* With --verbose, show each protocol line: the wire view. */
+static void trace(const char *dir, const char *line) {
+    if (client.verbose) {
+        fprintf(stderr, "%s ", dir);
+        show_text(stderr, line);
+        fputc('\n', stderr);
+    }
+}
+
+static void send_line(const char *fmt, ...) {
+    char line[MAX_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    trace(">", line);
+    /* Cannot fail: stdin is read only while the buffer has room. */
+    buf_printf_line(&client.out, "%s", line);
+}
+
+/* ---------------------------------------------------------------------
+ * The send buffer: messages typed but not yet handed to the socket
+ * ------------------------------------------------------------------- */
+
+static int queue_full(void) {
+    return client.queue_len == SEND_BUFFER_MAX;
+}
+
+static void queue_push(const char *text) {
+    char *copy = malloc(strlen(text) + 1);
+    if (copy == NULL) {
+        say("out of memory, message dropped: %s", text);
+        return;
+    }
+    strcpy(copy, text);
+    client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
+}
+
+static void queue_pop(void) {
+    client.tries = 0;
+    free(client.queue[client.queue_head]);
+    client.queue_head = (client.queue_head + 1) % SEND_BUFFER_MAX;
+    client.queue_len--;
+}
+
+/* Send the oldest message, unless one is already waiting for its ack.
+ * Each attempt has a new ack id, so a late ack for an earlier attempt
+ * cannot be taken for this one. The ack timer starts now, when the
+ * message is sent: never while it only waits in the queue. */
+static void send_buffered(void) {
+    if (client.state != CONNECTED || client.queue_len == 0 || client.in_flight) {
+        return;
+    }
+    client.in_flight = 1;
+    client.tries++;
+    client.ack_id++;
+    client.ack_deadline = now_ms() + client.ack_timeout;
+    send_line("MSG %lld %s", client.ack_id, client.queue[client.queue_head]);
+}
+
+/* The attempt in flight failed: no ack in time, or the connection
+ * dropped. Send it again, unless it has used all its retries: then give
+ * it up, and say so. */
+static void attempt_failed(const char *why) {
+    client.in_flight = 0;
+    if (client.retries >= 0 && client.tries > client.retries) {
+        say("gave up after %d attempts (%s): %s", client.tries, why, client.queue[client.queue_head]);
+        client.given_up++;
+        queue_pop();
+    } else {
+        say("no ack (%s), will send again: %s", why, client.queue[client.queue_head]);
+    }
+    send_buffered();
+}
+
+/* ACK <ack-id>: the message is stored. Only the current attempt's ack
+ * counts; an earlier attempt's (it came too late) is ignored. */
+static void on_ack(const char *arg) {
+    int64_t id;
+    if (parse_int64(arg, &id) == 0 && client.in_flight && id == client.ack_id) {
+        client.in_flight = 0;
+        queue_pop();
+        send_buffered();
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Connecting, reconnecting, disconnecting
+ * ------------------------------------------------------------------- */
+
+static void schedule_reconnect(void) {
+    long ms = backoff_delay(client.attempts++, client.delay, client.delay_max, RANDOMIZATION_FACTOR);
+    client.reconnect_at = now_ms() + ms;
+    client.state = DISCONNECTED;
+    say("reconnecting in %ld ms", ms);
+}
+
+/* Whatever we had queued for the socket is gone with it, but no message
+ * is lost: it stays in the queue until its ack. A message in flight
+ * counts as a failed attempt (as in Socket.IO since 4.7.5), and goes
+ * out again as soon as we are welcomed back. */
+static void disconnect(const char *why) {
+    say("disconnected (%s)", why);
+    close(client.fd);
+    client.fd = -1;
+    buf_clear(&client.out);
+    line_init(&client.in);
+    client.shut = 0;
+    client.state = DISCONNECTED;
+    if (client.in_flight) {
+        attempt_failed("disconnected");
+    }
+    if (client.quitting && client.queue_len == 0) {
+        client.done = 1;
+    } else {
+        schedule_reconnect();
+    }
+}
+
+/* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
+static void on_connected(void) {
+    client.state = HANDSHAKING;
+    send_line("HELLO %lld", (long long)client.server_offset);
+}
+
+static void connect_to_server(void) {
+    char err[NET_ERR_LEN];
+    int done;
+    client.fd = net_connect_start(client.host, client.port, &done, err);
+    if (client.fd == -1) {
+        say("cannot connect: %s", err);
+        schedule_reconnect();
+        return;
+    }
+    client.state = CONNECTING;
+    client.deadline = now_ms() + client.timeout;
+    if (done) {
+        on_connected();
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * What the user types
+ * ------------------------------------------------------------------- */
+
+/* Not connected: keep the message until we are. Connected: it goes out
+ * behind anything still buffered, so the order typed is the order sent.
+ * The client offset is chosen here, once: the queue holds
+ * "<client-offset> <text>", and every attempt sends exactly that. */
+static void send_message(const char *text) {
+    char line[MAX_LINE];
+    if (client.state != CONNECTED) {
+        say("not connected, message buffered: %s", text);
+    }
+    snprintf(line, sizeof line, "%s-%lld %s", client.client_id, client.counter++, text);
+    queue_push(line);
+    send_buffered();
+}
+
+/* 8 random bytes from the operating system, in hex. Two clients share an
+ * id with a chance of about 1 in 2^64 per pair: never, in practice. */
+static void make_client_id(void) {
+    unsigned char raw[8];
+    if (random_bytes(raw, sizeof raw) == -1) {
+        fprintf(stderr, "client: cannot read /dev/urandom\n");
+        exit(1);
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(client.client_id + 2 * i, 3, "%02x", raw[i]);
+    }
+}
+
+static void on_typed_line(const char *text) {
+    if (*text == '\0') {
+        return;
+    }
+    if (strlen(text) > MAX_TEXT) {
+        say("line longer than %d bytes, not sent", MAX_TEXT);
+        return;
+    }
+    send_message(text);
+}
+
+/* End of input: leave once every message is acked or given up. */
+static void on_stdin_eof(void) {
+    client.quitting = 1;
+    if (client.state != CONNECTED && client.queue_len == 0) {
+        client.done = 1;
+    }
+}
+
+static void handle_stdin(void) {
+    char *line;
+    enum line_result r;
+    ssize_t n = line_fill(&client.typed, STDIN_FILENO);
+    if (n == -1 && errno == EAGAIN) {
+        return;
+    }
+    if (n <= 0) {
+        line_finish(&client.typed); /* a last line without newline counts */
+    }
+    while ((r = line_next(&client.typed, &line)) != LINE_NEED_MORE) {
+        if (r == LINE_READY) {
+            on_typed_line(line);
+        } else if (r == LINE_TOO_LONG) {
+            say("line longer than %d bytes, not sent", MAX_TEXT);
+            line_skip(&client.typed);
+        } else {
+            say("line with a NUL byte, not sent");
+        }
+    }
+    if (n <= 0) {
+        on_stdin_eof();
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * What the server sends
+ * ------------------------------------------------------------------- */
+
+/* WELCOME <socket-id> <ping-interval> <ping-timeout> */
+static void on_welcome(char *arg) {
+    char id[32];
+    if (sscanf(arg, "%31s %ld %ld", id, &client.ping_interval, &client.ping_timeout) != 3) {
+        disconnect("bad WELCOME");
+        return;
+    }
+    client.state = CONNECTED;
+    client.attempts = 0;
+    say("connected as %s", id);
+    send_buffered();
+}
+
+/* CHAT <id> <text>: show it, unless we have seen that id already. */
+static void on_chat(char *arg) {
+    int64_t id;
+    char *text = strchr(arg, ' ');
+    if (text == NULL) {
+        return;
+    }
+    *text++ = '\0';
+    if (parse_int64(arg, &id) == -1 || id <= client.server_offset) {
+        return;
+    }
+    client.server_offset = id;
+    printf("%lld ", (long long)id);
+    show_text(stdout, text);
+    putchar('\n');
+    fflush(stdout); /* a pipe must see each line at once, too */
+}
+
+static void handle_server_line(char *line) {
+    char *arg = strchr(line, ' ');
+    if (arg != NULL) {
+        *arg++ = '\0';
+    } else {
+        arg = line + strlen(line);
+    }
+    if (strcmp(line, "WELCOME") == 0) {
+        on_welcome(arg);
+    } else if (strcmp(line, "CHAT") == 0) {
+        on_chat(arg);
+    } else if (strcmp(line, "ACK") == 0) {
+        on_ack(arg);
+    } else if (strcmp(line, "PING") == 0) {
+        send_line("PONG");
+    } else if (strcmp(line, "ERR") == 0) {
+        say("server says: %s", arg);
+    }
+}
+
+static void handle_socket_readable(void) {
+    char *line;
+    enum line_result r;
+    ssize_t n = line_fill(&client.in, client.fd);
+    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        disconnect(n == 0 ? "server closed the connection" : strerror(errno));
+        return;
+    }
+    while (client.fd != -1 && (r = line_next(&client.in, &line)) != LINE_NEED_MORE) {
+        if (r == LINE_TOO_LONG) {
+            disconnect("line too long from the server");
+        } else if (r == LINE_READY) {
+            trace("<", line);
+            handle_server_line(line);
+        }
+    }
+    /* Anything from the server proves it is alive: push the deadline
+     * back. A server that goes silent for longer than a ping interval
+     * and its timeout is dead, even if TCP never said so. */
+    if (client.state == CONNECTED) {
+        client.deadline = now_ms() + client.ping_interval + client.ping_timeout;
+    }
+}
+
+static void handle_socket_writable(void) {
+    char err[NET_ERR_LEN];
+    if (client.state == CONNECTING) {
+        if (net_connect_result(client.fd, err) == -1) {
+            disconnect(err);
+        } else {
+            on_connected();
+        }
+        return;
+    }
+    if (buf_flush(&client.out, client.fd) == -1) {
+        disconnect(strerror(errno));
+    } else {
+        send_buffered();
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Timers and the loop
+ * ------------------------------------------------------------------- */
+
+static void run_timers(void) {
+    long long now = now_ms();
+    if (client.state == DISCONNECTED && now >= client.reconnect_at) {
+        connect_to_server();
+    } else if (client.state != DISCONNECTED && now >= client.deadline) {
+        disconnect(client.state == CONNECTED ? "ping timeout" : "connect timeout");
+    } else if (client.in_flight && now >= client.ack_deadline) {
+        attempt_failed("ack timeout");
+    }
+}
+
+/* Once stdin has ended and the output is flushed, half-close: the server
+ * then sends what it still has and closes. A plain close() here could
+ * reset the connection and destroy our last lines on their way. */
+static void finish_if_done(void) {
+    if (client.quitting && client.state == CONNECTED && !client.shut &&
+        client.queue_len == 0 && buf_pending(&client.out) == 0) {
+        shutdown(client.fd, SHUT_WR);
+        client.shut = 1;
+    }
+}
+
+static struct timeval next_timeout(void) {
+    long long next = client.state == DISCONNECTED ? client.reconnect_at : client.deadline;
+    if (client.in_flight && client.ack_deadline < next) {
+        next = client.ack_deadline;
+    }
+    long long ms = next - now_ms();
+    if (ms < 0) {
+        ms = 0;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* Read stdin only while there is room to queue what is typed there. */
+static int watch(fd_set *rd, fd_set *wr) {
+    int maxfd = STDIN_FILENO;
+    FD_ZERO(rd);
+    FD_ZERO(wr);
+    if (!client.quitting && !queue_full()) {
+        FD_SET(STDIN_FILENO, rd);
+    }
+    if (client.fd != -1) {
+        FD_SET(client.fd, rd);
+        if (client.state == CONNECTING || buf_pending(&client.out) > 0) {
+            FD_SET(client.fd, wr);
+        }
+        maxfd = client.fd;
+    }
+    return maxfd;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: client [--host ADDR] [--port N] [--reconnection-delay MS]"
+                    " [--reconnection-delay-max MS] [--timeout MS]"
+                    " [--ack-timeout MS] [--retries N|inf] [--verbose]\n");
+    exit(1);
+}
+
+static void parse_options(int argc, char **argv) {
+    long port = 3000;
+    client.host = "127.0.0.1";
+    client.delay = RECONNECTION_DELAY_MS;
+    client.delay_max = RECONNECTION_DELAY_MAX_MS;
+    client.timeout = CONNECT_TIMEOUT_MS;
+    client.ack_timeout = ACK_TIMEOUT_MS;
+    client.retries = RETRIES;
+    int i = 1;
+    while (i < argc) {
+        const char *opt = argv[i++];
+        if (strcmp(opt, "--verbose") == 0) {
+            client.verbose = 1;
+            continue;
+        }
+        /* Every other option takes a value: --name value. */
+        const char *val = i < argc ? argv[i++] : NULL;
+        int ok = 1;
+        if (strcmp(opt, "--host") == 0 && val != NULL) {
+            client.host = val;
+        } else if (strcmp(opt, "--port") == 0) {
+            ok = parse_long_arg(val, 1, 65535, &port) == 0;
+        } else if (strcmp(opt, "--reconnection-delay") == 0) {
+            ok = parse_long_arg(val, 1, 3600000, &client.delay) == 0;
+        } else if (strcmp(opt, "--reconnection-delay-max") == 0) {
+            ok = parse_long_arg(val, 1, 3600000, &client.delay_max) == 0;
+        } else if (strcmp(opt, "--timeout") == 0) {
+            ok = parse_long_arg(val, 1, 3600000, &client.timeout) == 0;
+        } else if (strcmp(opt, "--ack-timeout") == 0) {
+            ok = parse_long_arg(val, 1, 3600000, &client.ack_timeout) == 0;
+        } else if (strcmp(opt, "--retries") == 0 && val != NULL && strcmp(val, "inf") == 0) {
+            client.retries = -1;
+        } else if (strcmp(opt, "--retries") == 0) {
+            ok = parse_long_arg(val, 0, 1000000, &client.retries) == 0;
+        } else {
+            ok = 0;
+        }
+        if (!ok) {
+            usage();
+        }
+    }
+    client.port = (int)port;
+}
+
+int main(int argc, char **argv) {
+    parse_options(argc, argv);
+    ignore_sigpipe();
+    srand((unsigned)(getpid() ^ now_ms()));
+    make_client_id();
+    buf_init(&client.out, MAX_OUTPUT);
+    line_init(&client.typed);
+    line_init(&client.in);
+    connect_to_server();
+    while (!client.done) {
+        fd_set rd, wr;
+        int fd = client.fd, maxfd = watch(&rd, &wr);
+        struct timeval tv = next_timeout();
+        if (select(maxfd + 1, &rd, &wr, NULL, &tv) == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            perror("client: select");
+            return 1;
+        }
+        if (FD_ISSET(STDIN_FILENO, &rd)) {
+            handle_stdin();
+        }
+        if (fd != -1 && fd == client.fd && FD_ISSET(fd, &rd)) {
+            handle_socket_readable();
+        }
+        if (fd != -1 && fd == client.fd && FD_ISSET(fd, &wr)) {
+            handle_socket_writable();
+        }
+        run_timers();
+        finish_if_done();
+    }
+    if (client.given_up > 0) {
+        say("%d message(s) given up", client.given_up);
+    }
+    return client.given_up > 0 ? 1 : 0;
+}

@@ -1,0 +1,328 @@
+/* scenarios.c -- the delivery lab's fault scenarios. See scenarios.h.
+ *
+ * Every scenario is one "phase": a fault injected at an exact point of the
+ * protocol while the sender types. Around it, two messages are typed
+ * before (the normal case) and one after (back to normal). The mixed
+ * scenario runs every phase, in an order shuffled from a seed.
+ *
+ * Timers are short so that a run takes about a second: heartbeat 300 ms +
+ * 300 ms, reconnection 50..200 ms, connect timeout 1 s, and for the steps
+ * with acks an ack timeout of 400 ms and 5 retries (2.4 s of budget, more
+ * than any fault here lasts).
+ *
+ * Synchronisation is always on a condition (a status line, a row in the
+ * database, the proxy's counters) with a deadline. The only fixed waits
+ * are fault durations: how long the database stays locked. */
+#include "scenarios.h"
+
+#include "harness.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAIT_MS 8000    /* deadline of any single wait in a run */
+#define LOCK_HOLD_MS 500 /* how long the database stays locked */
+
+struct lab {
+    int step, acks;
+    const char *db;
+    struct proc *server, *proxy, *sender, *receiver;
+    int server_port, control_fd;
+    char proxy_port[16];
+    int typed; /* messages m1..m<typed> typed so far */
+};
+
+const struct lab_step lab_steps[] = {
+    {1, "at most once", 0},
+    {2, "buffered", 0},
+    {3, "at least once", 1},
+    {4, "exactly once", 1},
+};
+const int lab_nsteps = sizeof lab_steps / sizeof lab_steps[0];
+
+/* ---------------------------------------------------------------------
+ * Starting the pieces
+ * ------------------------------------------------------------------- */
+
+static const char *const SERVER_ARGS[] = {"--ping-interval", "300", "--ping-timeout", "300", NULL};
+
+static struct proc *start_server(struct lab *l, int port) {
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    const char *args[] = {"--ping-interval", "300", "--ping-timeout", "300", "--port", portstr, NULL};
+    return server_start(l->step, l->db, port ? args : SERVER_ARGS);
+}
+
+/* The control port from "proxy: listening on ..., control on H:P, ..." */
+static int control_port(struct proc *p) {
+    const char *s = strstr(p->err, "control on ");
+    const char *colon = s ? strchr(s, ':') : NULL;
+    return colon ? atoi(colon + 1) : 0;
+}
+
+static void start_proxy(struct lab *l) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", l->server_port);
+    const char *argv[] = {bin_path("tests/proxy"), "--server-port", port, NULL};
+    l->proxy = proc_start("proxy", argv);
+    WAIT_UNTIL(proc_port(l->proxy) > 0 && control_port(l->proxy) > 0, WAIT_MS);
+    snprintf(l->proxy_port, sizeof l->proxy_port, "%d", proc_port(l->proxy));
+    l->control_fd = tcp_connect(control_port(l->proxy));
+}
+
+static struct proc *start_client(struct lab *l) {
+    const char *plain[] = {"--timeout", "1000", NULL};
+    const char *acks[] = {"--timeout", "1000", "--ack-timeout", "400", "--retries", "5", NULL};
+    return client_start(l->step, atoi(l->proxy_port), l->acks ? acks : plain);
+}
+
+static int connections(struct proc *client) {
+    return proc_err_count(client, "connected as");
+}
+
+static void lab_start(struct lab *l, int step) {
+    memset(l, 0, sizeof *l);
+    l->step = step;
+    for (int i = 0; i < lab_nsteps; i++) {
+        l->acks |= lab_steps[i].step == step && lab_steps[i].acks;
+    }
+    l->db = tmppath("chat.db");
+    l->server = start_server(l, 0);
+    l->server_port = proc_port(l->server);
+    start_proxy(l);
+    l->receiver = start_client(l);
+    l->sender = start_client(l);
+    WAIT_UNTIL(connections(l->receiver) > 0 && connections(l->sender) > 0, WAIT_MS);
+}
+
+/* ---------------------------------------------------------------------
+ * Actions
+ * ------------------------------------------------------------------- */
+
+/* Type the next n numbered messages into the sender, in one write, as a
+ * user pasting lines would. */
+static void type_messages(struct lab *l, int n) {
+    char batch[256] = "";
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(batch);
+        snprintf(batch + len, sizeof batch - len, "m%d\n", ++l->typed);
+    }
+    proc_write(l->sender, "%s", batch);
+}
+
+static void proxy_command(struct lab *l, const char *cmd) {
+    tcp_send(l->control_fd, cmd, strlen(cmd));
+    tcp_send(l->control_fd, "\n", 1);
+    REQUIRE(tcp_wait_line(l->control_fd, "OK", WAIT_MS));
+}
+
+/* The proxy's "held=" counter: lines frozen by hold-after, both ways. */
+static int proxy_held(struct lab *l) {
+    proxy_command(l, "status");
+    const char *s = tcp_log(l->control_fd), *last = NULL;
+    while ((s = strstr(s, "held=")) != NULL) {
+        last = s++;
+    }
+    return last ? atoi(last + 5) : 0;
+}
+
+/* A fault's duration is a fixed time, not a synchronisation: pump the
+ * programs' output meanwhile. */
+static void hold_for(int ms) {
+    long long end = now_ms() + ms;
+    while (now_ms() < end) {
+        pump((int)(end - now_ms()));
+    }
+}
+
+/* Steps with acks keep every message until it is stored: before the next
+ * fault of a mixed run, let them finish. Other steps have nothing kept. */
+static void wait_settled(struct lab *l) {
+    char where[64];
+    for (int i = 1; l->acks && i <= l->typed; i++) {
+        snprintf(where, sizeof where, "content = 'm%d'", i);
+        WAIT_UNTIL(db_count(l->db, where) > 0, WAIT_MS);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * The faults, one phase each
+ * ------------------------------------------------------------------- */
+
+/* The network goes down; three lines are typed; it comes back. */
+static void phase_down(struct lab *l) {
+    int before = connections(l->sender), drops = proc_err_count(l->sender, "disconnected");
+    int noted = proc_err_count(l->sender, "not connected, message");
+    proxy_command(l, "down");
+    WAIT_UNTIL(proc_err_count(l->sender, "disconnected") > drops, WAIT_MS);
+    type_messages(l, 3);
+    WAIT_UNTIL(proc_err_count(l->sender, "not connected, message") >= noted + 3, WAIT_MS);
+    proxy_command(l, "up");
+    WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
+}
+
+/* Two lines typed; the connection dies while the second is on the wire:
+ * the server never sees it. */
+static void phase_cut(struct lab *l) {
+    int before = connections(l->sender);
+    proxy_command(l, "cut-before 2");
+    type_messages(l, 2);
+    WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
+}
+
+/* Two lines typed; the second reaches the server and is stored, then the
+ * connection dies before anything comes back: its ack is lost. */
+static void phase_ack_lost(struct lab *l) {
+    int before = connections(l->sender);
+    proxy_command(l, "cut-after 2");
+    type_messages(l, 2);
+    WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
+}
+
+/* Three lines typed; the second reaches the server, which stores it and
+ * replies; then the connection freezes, and the server is killed (SIGKILL)
+ * and restarted before the reply or the third line gets through. */
+static void phase_server_killed(struct lab *l) {
+    int before = connections(l->sender);
+    long long rows = db_count(l->db, "1");
+    proxy_command(l, "hold-after 2");
+    type_messages(l, 3);
+    /* The first two lines are stored, and two lines are frozen in the
+     * proxy: the server's reply to the second (its broadcast, plus its ack
+     * in steps with acks), or, in steps without acks, the reply and the
+     * third line, which the client wrote straight after the second. */
+    WAIT_UNTIL(db_count(l->db, "1") >= rows + 2 && proxy_held(l) >= 2, WAIT_MS);
+    proc_kill(l->server);
+    l->server = start_server(l, l->server_port);
+    WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
+}
+
+/* Another process locks the database; three lines are typed; the lock is
+ * released half a second after the server's first insert fails. */
+static void phase_db_locked(struct lab *l) {
+    int failed = proc_err_count(l->server, "insert failed");
+    void *lock = db_lock(l->db);
+    type_messages(l, 3);
+    WAIT_UNTIL(proc_err_count(l->server, "insert failed") > failed, WAIT_MS);
+    hold_for(LOCK_HOLD_MS);
+    db_unlock(lock);
+}
+
+/* The network silently stops delivering (a half-open connection): two
+ * lines typed vanish, until the heartbeat notices and the network is
+ * back. */
+static void phase_stall(struct lab *l) {
+    int before = connections(l->sender), drops = proc_err_count(l->sender, "disconnected");
+    proxy_command(l, "blackhole");
+    type_messages(l, 2);
+    WAIT_UNTIL(proc_err_count(l->sender, "disconnected") > drops, WAIT_MS);
+    proxy_command(l, "clear");
+    WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
+}
+
+const struct scenario lab_scenarios[] = {
+    {"down", "network down while typing",
+     "step 1 drops the lines typed while disconnected; step 2 keeps them until it reconnects.",
+     phase_down},
+    {"cut", "connection cut, message on the wire",
+     "the line dies with the connection; steps 1-2 never learn it; step 3 resends it (no ack).",
+     phase_cut},
+    {"ack", "ack lost",
+     "the server stored it; step 3 never saw the ack and stores it again; step 4's UNIQUE offset stops that.",
+     phase_ack_lost},
+    {"kill", "server killed and restarted",
+     "a line waiting in the dead connection is gone (steps 1-2); a stored but unacked one comes back twice (step 3).",
+     phase_server_killed},
+    {"lock", "database locked",
+     "the inserts fail; steps 1-2 lose those lines; steps 3-4 get no ack and retry until the lock is gone.",
+     phase_db_locked},
+    {"stall", "network stalls (half-open)",
+     "lines vanish into a silent connection until the heartbeat drops it; only acks bring them back.",
+     phase_stall},
+    {"mixed", "all faults, shuffled", "every fault above, in an order drawn from the seed.", NULL},
+};
+const int lab_nscenarios = sizeof lab_scenarios / sizeof lab_scenarios[0];
+
+/* ---------------------------------------------------------------------
+ * A run, and its count
+ * ------------------------------------------------------------------- */
+
+/* Every phase, in an order drawn from the seed (Fisher-Yates, with a
+ * small LCG of our own so the order is the same on every libc). */
+static void phase_mixed(struct lab *l, unsigned seed) {
+    int order[16], n = 0;
+    for (int i = 0; i < lab_nscenarios; i++) {
+        if (lab_scenarios[i].phase != NULL) {
+            order[n++] = i;
+        }
+    }
+    for (int i = n - 1; i > 0; i--) {
+        seed = seed * 1103515245u + 12345u;
+        int j = (int)((seed >> 16) % (unsigned)(i + 1)), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int i = 0; i < n; i++) {
+        wait_settled(l);
+        lab_scenarios[order[i]].phase(l);
+    }
+}
+
+/* The rows, in id order, as the receiver should have printed them. */
+static char *expected_output(const char *db) {
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    REQUIRE(out != NULL && sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    sqlite3_busy_timeout(h, 2000);
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW && len + 64 < cap) {
+        len += (size_t)snprintf(out + len, cap - len, "%lld %s\n", (long long)sqlite3_column_int64(st, 0),
+                                (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return out;
+}
+
+static void lab_finish(struct lab *l, struct outcome *out) {
+    char where[64];
+    proc_close_stdin(l->sender);
+    out->sender_status = proc_wait_exit(l->sender, 15000);
+    REQUIRE(out->sender_status >= 0);
+    out->typed = l->typed;
+    for (int i = 1; i <= l->typed; i++) {
+        snprintf(where, sizeof where, "content = 'm%d'", i);
+        long long n = db_count(l->db, where);
+        out->lost += n == 0;
+        out->dup += n > 1 ? (int)n - 1 : 0;
+    }
+    out->rows = (int)db_count(l->db, "1");
+    /* The receiver has until the deadline to print every row. */
+    long long end = now_ms() + 5000;
+    while (proc_out_lines(l->receiver) < out->rows && now_ms() < end) {
+        pump(50);
+    }
+    char *expected = expected_output(l->db);
+    out->receiver_ok = strcmp(expected, l->receiver->out) == 0;
+    free(expected);
+}
+
+void lab_run(int step, int index, unsigned seed, struct outcome *out) {
+    struct lab l;
+    memset(out, 0, sizeof *out);
+    lab_start(&l, step);
+    type_messages(&l, 2);
+    WAIT_UNTIL(proc_out_lines(l.receiver) >= 2, WAIT_MS);
+    if (lab_scenarios[index].phase != NULL) {
+        lab_scenarios[index].phase(&l);
+    } else {
+        phase_mixed(&l, seed);
+    }
+    type_messages(&l, 1);
+    lab_finish(&l, out);
+}

@@ -159,12 +159,17 @@ static void send_message(const char *text) {
     send_line("MSG %s", text);
 }
 
+/* A line that cannot be a message (too long, a NUL byte): say so. */
+static void refuse_line(const char *why) {
+    say("%s, not sent", why);
+}
+
 static void on_typed_line(const char *text) {
     if (*text == '\0') {
         return;
     }
     if (strlen(text) > MAX_TEXT) {
-        say("line longer than %d bytes, not sent", MAX_TEXT);
+        refuse_line("line too long");
         return;
     }
     send_message(text);
@@ -192,10 +197,10 @@ static void handle_stdin(void) {
         if (r == LINE_READY) {
             on_typed_line(line);
         } else if (r == LINE_TOO_LONG) {
-            say("line longer than %d bytes, not sent", MAX_TEXT);
+            refuse_line("line too long");
             line_skip(&client.typed);
         } else {
-            say("line with a NUL byte, not sent");
+            refuse_line("line with a NUL byte");
         }
     }
     if (n <= 0) {

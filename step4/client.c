@@ -283,12 +283,19 @@ static void make_client_id(void) {
     }
 }
 
+/* A line that cannot be a message (too long, a NUL byte): say so, and
+ * count it as given up. */
+static void refuse_line(const char *why) {
+    say("%s, not sent", why);
+    client.given_up++;
+}
+
 static void on_typed_line(const char *text) {
     if (*text == '\0') {
         return;
     }
     if (strlen(text) > MAX_TEXT) {
-        say("line longer than %d bytes, not sent", MAX_TEXT);
+        refuse_line("line too long");
         return;
     }
     send_message(text);
@@ -316,10 +323,10 @@ static void handle_stdin(void) {
         if (r == LINE_READY) {
             on_typed_line(line);
         } else if (r == LINE_TOO_LONG) {
-            say("line longer than %d bytes, not sent", MAX_TEXT);
+            refuse_line("line too long");
             line_skip(&client.typed);
         } else {
-            say("line with a NUL byte, not sent");
+            refuse_line("line with a NUL byte");
         }
     }
     if (n <= 0) {

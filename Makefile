@@ -22,7 +22,17 @@ test: all
 demo: all
 	@tests/lab
 
+# One .clang-format for the whole tree: formatting never shows up in a step diff.
+SOURCES = $(wildcard common/*.[ch] step*/*.c tests/*.[ch])
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	@out=$$(for f in $(SOURCES); do clang-format "$$f" | cmp -s - "$$f" || echo "$$f"; done); \
+	if [ -n "$$out" ]; then echo "not formatted (run make format):"; echo "$$out"; exit 1; fi; \
+	echo "format-check: all $(words $(SOURCES)) files follow .clang-format"
+
 clean:
 	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
 
-.PHONY: all common $(STEPS) tests test demo clean
+.PHONY: all common $(STEPS) tests test demo format format-check clean

@@ -14,9 +14,9 @@
 struct buf {
     char *data;
     size_t start; /* bytes before start are already written */
-    size_t len;   /* bytes in data, written or not */
+    size_t len; /* bytes in data, written or not */
     size_t cap;
-    size_t max;   /* pending bytes never exceed this */
+    size_t max; /* pending bytes never exceed this */
 };
 
 void buf_init(struct buf *b, size_t max);

@@ -14,15 +14,15 @@
 struct line_reader {
     char data[MAX_LINE];
     size_t start; /* first byte not yet returned as a line */
-    size_t len;   /* bytes in data */
+    size_t len; /* bytes in data */
     int skipping; /* dropping the rest of an over-long line */
 };
 
 enum line_result {
-    LINE_READY,     /* *line points to a complete line */
+    LINE_READY, /* *line points to a complete line */
     LINE_NEED_MORE, /* no complete line yet: read more */
-    LINE_TOO_LONG,  /* MAX_LINE bytes and still no newline */
-    LINE_HAS_NUL,   /* a complete line with a NUL byte in it (dropped) */
+    LINE_TOO_LONG, /* MAX_LINE bytes and still no newline */
+    LINE_HAS_NUL, /* a complete line with a NUL byte in it (dropped) */
 };
 
 void line_init(struct line_reader *r);

@@ -13,11 +13,10 @@ struct store {
 /* At start-up only, we may wait a little for another process's lock. */
 #define STORE_OPEN_BUSY_MS 2000
 
-static const char *SCHEMA =
-    "CREATE TABLE IF NOT EXISTS messages ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " client_offset TEXT UNIQUE,"
-    " content TEXT)";
+static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS messages ("
+                            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                            " client_offset TEXT UNIQUE,"
+                            " content TEXT)";
 
 static int setup(struct store *s) {
     sqlite3_extended_result_codes(s->db, 1);
@@ -29,8 +28,8 @@ static int setup(struct store *s) {
     }
     if (sqlite3_prepare_v2(s->db, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1,
                            &s->insert, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-                           -1, &s->replay, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(s->db, "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?", -1,
+                           &s->replay, NULL) != SQLITE_OK) {
         return -1;
     }
     /* From here on the event loop runs: never wait for a lock. */

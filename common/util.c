@@ -67,7 +67,8 @@ int random_id20(char out[21]) {
     }
     /* Every 3 bytes become 4 characters of 6 bits each. */
     for (int i = 0; i < 5; i++) {
-        unsigned long v = (unsigned long)raw[3 * i] << 16 | (unsigned long)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        unsigned long v =
+            (unsigned long)raw[3 * i] << 16 | (unsigned long)raw[3 * i + 1] << 8 | raw[3 * i + 2];
         for (int j = 0; j < 4; j++) {
             out[4 * i + j] = b64[(v >> (18 - 6 * j)) & 63];
         }

@@ -44,18 +44,18 @@
 
 struct client {
     int fd;
-    char id[21];           /* random, like Socket.IO's socket.id */
+    char id[21]; /* random, like Socket.IO's socket.id */
     struct line_reader in; /* bytes received, cut into lines */
-    struct buf out;        /* bytes to send, at most MAX_OUTPUT */
-    int greeted;           /* HELLO received, WELCOME sent */
-    int replaying;         /* rows above `seen` are still only in the db */
-    int64_t seen;          /* highest message id queued for this client */
-    long long ping_at;     /* when to send the next PING */
-    long long pong_by;     /* when the PONG is due; 0 if no PING is out */
-    long long close_by;    /* 0, or: closing, and the peer has until then */
-    int peer_eof;          /* the peer will send nothing more */
-    int shut;              /* we half-closed our side */
-    int dead;              /* to be freed at the end of this loop turn */
+    struct buf out; /* bytes to send, at most MAX_OUTPUT */
+    int greeted; /* HELLO received, WELCOME sent */
+    int replaying; /* rows above `seen` are still only in the db */
+    int64_t seen; /* highest message id queued for this client */
+    long long ping_at; /* when to send the next PING */
+    long long pong_by; /* when the PONG is due; 0 if no PING is out */
+    long long close_by; /* 0, or: closing, and the peer has until then */
+    int peer_eof; /* the peer will send nothing more */
+    int shut; /* we half-closed our side */
+    int dead; /* to be freed at the end of this loop turn */
 };
 
 static struct {
@@ -496,8 +496,8 @@ static void start_up(void) {
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
     srand((unsigned)getpid());
-    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host,
-            net_local_port(server.listen_fd), server.db_path);
+    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen_fd),
+            server.db_path);
 }
 
 int main(int argc, char **argv) {

@@ -46,9 +46,9 @@
 
 enum state {
     DISCONNECTED, /* waiting to reconnect */
-    CONNECTING,   /* TCP connect in progress */
-    HANDSHAKING,  /* HELLO sent, waiting for WELCOME */
-    CONNECTED,    /* WELCOME received: messages may be sent */
+    CONNECTING, /* TCP connect in progress */
+    HANDSHAKING, /* HELLO sent, waiting for WELCOME */
+    CONNECTED, /* WELCOME received: messages may be sent */
 };
 
 static struct {
@@ -60,19 +60,19 @@ static struct {
     /* the connection */
     enum state state;
     int fd;
-    struct line_reader in;  /* from the server */
-    struct buf out;         /* to the server */
-    long long deadline;     /* hear from the server by then, or drop it */
+    struct line_reader in; /* from the server */
+    struct buf out; /* to the server */
+    long long deadline; /* hear from the server by then, or drop it */
     long long reconnect_at; /* when DISCONNECTED */
-    int attempts;           /* reconnections since the last success */
+    int attempts; /* reconnections since the last success */
     long ping_interval, ping_timeout; /* the server's, from WELCOME */
-    int64_t server_offset;  /* the highest message id seen */
-    int shut;               /* we half-closed: the server will close */
+    int64_t server_offset; /* the highest message id seen */
+    int shut; /* we half-closed: the server will close */
     /* the user */
     struct line_reader typed; /* from stdin */
     char *queue[SEND_BUFFER_MAX]; /* typed, not yet sent: a ring */
     int queue_head, queue_len;
-    int quitting;             /* stdin is at its end */
+    int quitting; /* stdin is at its end */
     int done;
 } client;
 
@@ -364,8 +364,8 @@ static void run_timers(void) {
  * then sends what it still has and closes. A plain close() here could
  * reset the connection and destroy our last lines on their way. */
 static void finish_if_done(void) {
-    if (client.quitting && client.state == CONNECTED && !client.shut &&
-        client.queue_len == 0 && buf_pending(&client.out) == 0) {
+    if (client.quitting && client.state == CONNECTED && !client.shut && client.queue_len == 0 &&
+        buf_pending(&client.out) == 0) {
         shutdown(client.fd, SHUT_WR);
         client.shut = 1;
     }

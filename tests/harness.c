@@ -33,29 +33,28 @@
 #define MAX_PROCS 64
 #define TAIL_LINES 20
 #define PATH_BUF 4096
-#define KILL_GRACE_MS 2000  /* runner's hard kill comes this long after the soft deadline */
+#define KILL_GRACE_MS 2000 /* runner's hard kill comes this long after the soft deadline */
 
 /* ---- per-test state (lives in the test's child process) ---- */
 
 static const char *cur_test = "(no test)";
 static int n_failures;
 static jmp_buf abort_point;
-static int abort_armed;            /* abort_point is valid */
-static long long test_deadline;    /* soft per-test limit checked by pump; 0 = none */
+static int abort_armed; /* abort_point is valid */
+static long long test_deadline; /* soft per-test limit checked by pump; 0 = none */
 static struct proc *procs[MAX_PROCS];
 static int n_procs;
-static char *test_dir;             /* tmpdir(), created lazily */
-static int n_servers, n_clients;   /* for naming server1, client1, ... */
+static char *test_dir; /* tmpdir(), created lazily */
+static int n_servers, n_clients; /* for naming server1, client1, ... */
 
 /* ---- runner configuration (inherited by the children) ---- */
 
-static long long limit_ms = 30000;  /* per-test time limit */
+static long long limit_ms = 30000; /* per-test time limit */
 static char root_dir[2 * PATH_BUF + 2] = ".";
 
 /* ---- small utilities ---- */
 
-long long now_ms(void)
-{
+long long now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -63,36 +62,31 @@ long long now_ms(void)
 
 /* rotating static buffers so that several results can be alive at once
  * (e.g. several tmppath() calls in one argv array) */
-static char *rot_buf(void)
-{
+static char *rot_buf(void) {
     static char bufs[8][3 * PATH_BUF];
     static int next;
     next = (next + 1) % 8;
     return bufs[next];
 }
 
-static void set_cloexec(int fd)
-{
+static void set_cloexec(int fd) {
     fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
 }
 
-static void set_nonblock(int fd)
-{
+static void set_nonblock(int fd) {
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
 /* buffers are allocated with a power-of-two capacity derived from their
  * length, so no capacity field is needed */
-static size_t cap_for(size_t n)
-{
+static size_t cap_for(size_t n) {
     size_t c = 256;
     while (c < n)
         c *= 2;
     return c;
 }
 
-static void buf_append(char **buf, size_t *len, const char *data, size_t n)
-{
+static void buf_append(char **buf, size_t *len, const char *data, size_t n) {
     if (!*buf || cap_for(*len + 1) < *len + n + 1) {
         char *nb = realloc(*buf, cap_for(*len + n + 1));
         if (!nb) {
@@ -108,8 +102,7 @@ static void buf_append(char **buf, size_t *len, const char *data, size_t n)
 
 /* Reads what is available on a non-blocking fd.  Returns 0 at EOF or on a
  * hard error (the caller closes the fd), 1 if the fd stays open. */
-static int read_available(int fd, char **buf, size_t *len)
-{
+static int read_available(int fd, char **buf, size_t *len) {
     char chunk[65536];
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof chunk);
@@ -126,8 +119,7 @@ static int read_available(int fd, char **buf, size_t *len)
 }
 
 /* memmem is not POSIX; output may contain NUL bytes, so strstr won't do */
-static const char *find_mem(const char *hay, size_t n, const char *needle)
-{
+static const char *find_mem(const char *hay, size_t n, const char *needle) {
     size_t k = strlen(needle);
     if (k == 0 || k > n)
         return NULL;
@@ -137,8 +129,7 @@ static const char *find_mem(const char *hay, size_t n, const char *needle)
     return NULL;
 }
 
-static int count_mem(const char *hay, size_t n, const char *needle)
-{
+static int count_mem(const char *hay, size_t n, const char *needle) {
     int count = 0;
     const char *p;
     size_t k = strlen(needle);
@@ -150,8 +141,7 @@ static int count_mem(const char *hay, size_t n, const char *needle)
     return count;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
+static int write_all(int fd, const char *data, size_t len) {
     while (len > 0) {
         ssize_t w = write(fd, data, len);
         if (w < 0 && errno == EINTR)
@@ -164,8 +154,7 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static void close_fd(int *fd)
-{
+static void close_fd(int *fd) {
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
@@ -173,8 +162,7 @@ static void close_fd(int *fd)
 
 /* ---- failures ---- */
 
-void test_fail(const char *file, int line, const char *fmt, ...)
-{
+void test_fail(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     n_failures++;
     fprintf(stderr, "%s:%d: FAILED in %s: ", file, line, cur_test);
@@ -184,15 +172,13 @@ void test_fail(const char *file, int line, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-int test_failures(void)
-{
+int test_failures(void) {
     return n_failures;
 }
 
 static void finish_test(void);
 
-_Noreturn void test_abort(void)
-{
+_Noreturn void test_abort(void) {
     if (abort_armed)
         longjmp(abort_point, 1);
     /* used outside a test: still leave nothing running behind */
@@ -202,12 +188,15 @@ _Noreturn void test_abort(void)
 }
 
 /* a harness call that could not do its job: the test cannot go on */
-#define FATAL(...) do { test_fail(__FILE__, __LINE__, __VA_ARGS__); test_abort(); } while (0)
+#define FATAL(...)                                                                                           \
+    do {                                                                                                     \
+        test_fail(__FILE__, __LINE__, __VA_ARGS__);                                                          \
+        test_abort();                                                                                        \
+    } while (0)
 
 /* ---- spawned programs ---- */
 
-static void make_pipe(int fds[2])
-{
+static void make_pipe(int fds[2]) {
     if (pipe(fds) != 0)
         FATAL("pipe: %s", strerror(errno));
     /* nothing we create may leak into the programs under test: an inherited
@@ -216,8 +205,7 @@ static void make_pipe(int fds[2])
     set_cloexec(fds[1]);
 }
 
-static void drain(struct proc *p)
-{
+static void drain(struct proc *p) {
     if (p->out_fd >= 0 && !read_available(p->out_fd, &p->out, &p->out_len))
         close_fd(&p->out_fd);
     if (p->err_fd >= 0 && !read_available(p->err_fd, &p->err, &p->err_len))
@@ -226,8 +214,7 @@ static void drain(struct proc *p)
 
 /* Once a child is reaped, everything it wrote is in the pipes: drain them so
  * that "exited" implies "output complete". */
-static void reap(struct proc *p)
-{
+static void reap(struct proc *p) {
     int st;
     if (p->exited)
         return;
@@ -238,9 +225,7 @@ static void reap(struct proc *p)
     }
 }
 
-static _Noreturn void exec_child(const char *const argv[], int in[2], int out[2],
-                                 int err[2], int status_w)
-{
+static _Noreturn void exec_child(const char *const argv[], int in[2], int out[2], int err[2], int status_w) {
     sigset_t none;
     dup2(in[0], 0);
     dup2(out[1], 1);
@@ -257,8 +242,7 @@ static _Noreturn void exec_child(const char *const argv[], int in[2], int out[2]
 
 /* The status pipe is close-on-exec: EOF means exec succeeded, an errno
  * value means it failed. */
-static int exec_error(int status_r)
-{
+static int exec_error(int status_r) {
     int e = 0;
     ssize_t r;
     do
@@ -267,8 +251,7 @@ static int exec_error(int status_r)
     return r == (ssize_t)sizeof e ? e : 0;
 }
 
-static struct proc *proc_new(const char *name)
-{
+static struct proc *proc_new(const char *name) {
     struct proc *p = calloc(1, sizeof *p);
     if (!p)
         FATAL("out of memory");
@@ -281,8 +264,7 @@ static struct proc *proc_new(const char *name)
     return p;
 }
 
-struct proc *proc_start(const char *name, const char *const argv[])
-{
+struct proc *proc_start(const char *name, const char *const argv[]) {
     int in[2], out[2], err[2], st[2];
     if (n_procs == MAX_PROCS)
         FATAL("proc_start(%s): more than %d procs in one test", name, MAX_PROCS);
@@ -291,7 +273,7 @@ struct proc *proc_start(const char *name, const char *const argv[])
     make_pipe(out);
     make_pipe(err);
     make_pipe(st);
-    fflush(NULL);  /* or buffered output would be written twice */
+    fflush(NULL); /* or buffered output would be written twice */
     p->pid = fork();
     if (p->pid < 0)
         FATAL("fork: %s", strerror(errno));
@@ -306,7 +288,7 @@ struct proc *proc_start(const char *name, const char *const argv[])
     p->err_fd = err[0];
     set_nonblock(p->out_fd);
     set_nonblock(p->err_fd);
-    procs[n_procs++] = p;  /* registered first, so a failure below still cleans up */
+    procs[n_procs++] = p; /* registered first, so a failure below still cleans up */
     int e = exec_error(st[0]);
     close(st[0]);
     if (e)
@@ -314,8 +296,7 @@ struct proc *proc_start(const char *name, const char *const argv[])
     return p;
 }
 
-void proc_write(struct proc *p, const char *fmt, ...)
-{
+void proc_write(struct proc *p, const char *fmt, ...) {
     va_list ap;
     char small[1024], *text = small;
     va_start(ap, fmt);
@@ -339,20 +320,17 @@ void proc_write(struct proc *p, const char *fmt, ...)
         free(text);
 }
 
-void proc_close_stdin(struct proc *p)
-{
+void proc_close_stdin(struct proc *p) {
     close_fd(&p->in_fd);
 }
 
-void proc_signal(struct proc *p, int sig)
-{
+void proc_signal(struct proc *p, int sig) {
     reap(p);
     if (!p->exited)
         kill(p->pid, sig);
 }
 
-static int exit_code(int status)
-{
+static int exit_code(int status) {
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     if (WIFSIGNALED(status))
@@ -360,8 +338,7 @@ static int exit_code(int status)
     return -1;
 }
 
-int proc_wait_exit(struct proc *p, int timeout_ms)
-{
+int proc_wait_exit(struct proc *p, int timeout_ms) {
     long long end = now_ms() + timeout_ms;
     for (;;) {
         reap(p);
@@ -374,8 +351,7 @@ int proc_wait_exit(struct proc *p, int timeout_ms)
     }
 }
 
-void proc_kill(struct proc *p)
-{
+void proc_kill(struct proc *p) {
     if (!p->exited) {
         int st;
         kill(p->pid, SIGKILL);
@@ -390,25 +366,21 @@ void proc_kill(struct proc *p)
     close_fd(&p->err_fd);
 }
 
-int proc_out_count(struct proc *p, const char *needle)
-{
+int proc_out_count(struct proc *p, const char *needle) {
     return count_mem(p->out, p->out_len, needle);
 }
 
-int proc_err_count(struct proc *p, const char *needle)
-{
+int proc_err_count(struct proc *p, const char *needle) {
     return count_mem(p->err, p->err_len, needle);
 }
 
-int proc_out_lines(struct proc *p)
-{
+int proc_out_lines(struct proc *p) {
     return count_mem(p->out, p->out_len, "\n");
 }
 
 /* ---- pumping ---- */
 
-static void add_fd(int fd, fd_set *set, int *maxfd)
-{
+static void add_fd(int fd, fd_set *set, int *maxfd) {
     if (fd < 0)
         return;
     FD_SET(fd, set);
@@ -416,8 +388,7 @@ static void add_fd(int fd, fd_set *set, int *maxfd)
         *maxfd = fd;
 }
 
-static void check_test_deadline(void)
-{
+static void check_test_deadline(void) {
     if (test_deadline && now_ms() > test_deadline) {
         test_deadline = 0;
         test_fail(__FILE__, __LINE__, "TIMEOUT: test exceeded its limit of %lld ms", limit_ms);
@@ -427,8 +398,7 @@ static void check_test_deadline(void)
 
 /* Waits up to max_ms for output of any proc, or for extra_fd (-1: none) to
  * become readable.  Returns 1 if extra_fd is readable. */
-static int pump_fds(int max_ms, int extra_fd)
-{
+static int pump_fds(int max_ms, int extra_fd) {
     fd_set set;
     int maxfd = -1;
     FD_ZERO(&set);
@@ -440,17 +410,15 @@ static int pump_fds(int max_ms, int extra_fd)
     /* with no fds to watch, only exits can happen: poll for them */
     if (maxfd < 0 && max_ms > 10)
         max_ms = 10;
-    struct timeval tv = { max_ms / 1000, (max_ms % 1000) * 1000 };
+    struct timeval tv = {max_ms / 1000, (max_ms % 1000) * 1000};
     int r = select(maxfd + 1, &set, NULL, NULL, &tv);
     if (r < 0)
-        FD_ZERO(&set);  /* EINTR: just report nothing */
+        FD_ZERO(&set); /* EINTR: just report nothing */
     for (int i = 0; i < n_procs; i++) {
         struct proc *p = procs[i];
-        if (p->out_fd >= 0 && FD_ISSET(p->out_fd, &set) &&
-            !read_available(p->out_fd, &p->out, &p->out_len))
+        if (p->out_fd >= 0 && FD_ISSET(p->out_fd, &set) && !read_available(p->out_fd, &p->out, &p->out_len))
             close_fd(&p->out_fd);
-        if (p->err_fd >= 0 && FD_ISSET(p->err_fd, &set) &&
-            !read_available(p->err_fd, &p->err, &p->err_len))
+        if (p->err_fd >= 0 && FD_ISSET(p->err_fd, &set) && !read_available(p->err_fd, &p->err, &p->err_len))
             close_fd(&p->err_fd);
         reap(p);
     }
@@ -458,15 +426,13 @@ static int pump_fds(int max_ms, int extra_fd)
     return extra_fd >= 0 && FD_ISSET(extra_fd, &set);
 }
 
-void pump(int max_ms)
-{
+void pump(int max_ms) {
     pump_fds(max_ms < 0 ? 0 : max_ms, -1);
 }
 
 /* ---- temporary files ---- */
 
-static void remove_tree(const char *path)
-{
+static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0)
         return;
@@ -489,8 +455,7 @@ static void remove_tree(const char *path)
     rmdir(path);
 }
 
-const char *tmpdir(void)
-{
+const char *tmpdir(void) {
     if (test_dir)
         return test_dir;
     const char *base = getenv("TMPDIR");
@@ -511,8 +476,7 @@ const char *tmpdir(void)
     return test_dir;
 }
 
-const char *tmppath(const char *name)
-{
+const char *tmppath(const char *name) {
     const char *dir = tmpdir();
     char *buf = rot_buf();
     snprintf(buf, 3 * PATH_BUF, "%s/%s", dir, name);
@@ -521,8 +485,7 @@ const char *tmppath(const char *name)
 
 /* ---- the chat programs ---- */
 
-const char *bin_path(const char *rel)
-{
+const char *bin_path(const char *rel) {
     const char *root = getenv("CHAT_ROOT");
     char *buf = rot_buf();
     if (!root || !*root)
@@ -535,8 +498,7 @@ const char *bin_path(const char *rel)
  * made absolute with getcwd() so that it does not depend on where a test
  * chdir()s to.  A binary living elsewhere (e.g. built into /tmp) falls back
  * to the current directory, which is where make runs from. */
-static void set_root(const char *argv0)
-{
+static void set_root(const char *argv0) {
     char cwd[PATH_BUF], *dir = root_dir;
     const char *slash = strrchr(argv0, '/');
     int dir_len = slash ? (int)(slash - argv0) : 1;
@@ -559,8 +521,7 @@ static void set_root(const char *argv0)
         snprintf(root_dir, sizeof root_dir, "%s", cwd);
 }
 
-int proc_port(struct proc *p)
-{
+int proc_port(struct proc *p) {
     static const char key[] = "listening on ";
     const char *s = find_mem(p->err, p->err_len, key);
     if (!s)
@@ -568,7 +529,7 @@ int proc_port(struct proc *p)
     s += sizeof key - 1;
     const char *eol = memchr(s, '\n', p->err_len - (size_t)(s - p->err));
     if (!eol)
-        return 0;  /* a partial line could hold a partial port number */
+        return 0; /* a partial line could hold a partial port number */
     /* the port follows the last ':' of the address (IPv6 has several) */
     const char *end = s;
     while (end < eol && *end != ',' && *end != ' ')
@@ -586,9 +547,8 @@ int proc_port(struct proc *p)
 }
 
 /* argv = fixed..., extra..., NULL */
-static struct proc *start_with_extra(const char *name, const char *const fixed[],
-                                     int n_fixed, const char *const extra[])
-{
+static struct proc *start_with_extra(const char *name, const char *const fixed[], int n_fixed,
+                                     const char *const extra[]) {
     const char *argv[64];
     int n = 0;
     for (int i = 0; i < n_fixed; i++)
@@ -602,14 +562,13 @@ static struct proc *start_with_extra(const char *name, const char *const fixed[]
     return proc_start(name, argv);
 }
 
-struct proc *server_start(int step, const char *db, const char *const extra[])
-{
+struct proc *server_start(int step, const char *db, const char *const extra[]) {
     char rel[32], name[32];
     snprintf(rel, sizeof rel, "step%d/server", step);
     snprintf(name, sizeof name, "server%d", ++n_servers);
     if (!db)
         db = tmppath("chat.db");
-    const char *fixed[] = { bin_path(rel), "--port", "0", "--db", db };
+    const char *fixed[] = {bin_path(rel), "--port", "0", "--db", db};
     struct proc *p = start_with_extra(name, fixed, 5, extra);
     long long end = now_ms() + 5000;
     while (proc_port(p) == 0) {
@@ -622,14 +581,13 @@ struct proc *server_start(int step, const char *db, const char *const extra[])
     return p;
 }
 
-struct proc *client_start(int step, int port, const char *const extra[])
-{
+struct proc *client_start(int step, int port, const char *const extra[]) {
     char rel[32], name[32], port_s[16];
     snprintf(rel, sizeof rel, "step%d/client", step);
     snprintf(name, sizeof name, "client%d", ++n_clients);
     snprintf(port_s, sizeof port_s, "%d", port);
-    const char *fixed[] = { bin_path(rel), "--port", port_s, "--reconnection-delay", "50",
-                            "--reconnection-delay-max", "200" };
+    const char *fixed[] = {
+        bin_path(rel), "--port", port_s, "--reconnection-delay", "50", "--reconnection-delay-max", "200"};
     return start_with_extra(name, fixed, 7, extra);
 }
 
@@ -643,15 +601,13 @@ struct tcp_state {
 };
 static struct tcp_state tcp_tab[FD_SETSIZE];
 
-static struct tcp_state *tcp_get(int fd)
-{
+static struct tcp_state *tcp_get(int fd) {
     if (fd < 0 || fd >= FD_SETSIZE || !tcp_tab[fd].used)
         FATAL("fd %d is not a tcp_connect() socket", fd);
     return &tcp_tab[fd];
 }
 
-int tcp_connect(int port)
-{
+int tcp_connect(int port) {
     struct sockaddr_in sa;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -675,16 +631,14 @@ int tcp_connect(int port)
     return fd;
 }
 
-void tcp_send(int fd, const void *buf, size_t len)
-{
+void tcp_send(int fd, const void *buf, size_t len) {
     tcp_get(fd);
     if (write_all(fd, buf, len) != 0 && errno != EPIPE && errno != ECONNRESET)
         test_fail(__FILE__, __LINE__, "tcp_send(%d): %s", fd, strerror(errno));
 }
 
 /* one read after select said readable; EOF and reset both end the stream */
-static void tcp_fill(int fd, struct tcp_state *t)
-{
+static void tcp_fill(int fd, struct tcp_state *t) {
     char chunk[65536];
     ssize_t r;
     do
@@ -697,8 +651,7 @@ static void tcp_fill(int fd, struct tcp_state *t)
 }
 
 /* consumes complete lines; 1 when one contains needle */
-static int tcp_consume_until(struct tcp_state *t, const char *needle)
-{
+static int tcp_consume_until(struct tcp_state *t, const char *needle) {
     char *nl;
     while ((nl = memchr(t->buf + t->pos, '\n', t->len - t->pos)) != NULL) {
         const char *line = t->buf + t->pos;
@@ -710,8 +663,7 @@ static int tcp_consume_until(struct tcp_state *t, const char *needle)
     return 0;
 }
 
-int tcp_wait_line(int fd, const char *needle, int timeout_ms)
-{
+int tcp_wait_line(int fd, const char *needle, int timeout_ms) {
     struct tcp_state *t = tcp_get(fd);
     long long end = now_ms() + timeout_ms;
     for (;;) {
@@ -725,8 +677,7 @@ int tcp_wait_line(int fd, const char *needle, int timeout_ms)
     }
 }
 
-int tcp_wait_closed(int fd, int timeout_ms)
-{
+int tcp_wait_closed(int fd, int timeout_ms) {
     struct tcp_state *t = tcp_get(fd);
     long long end = now_ms() + timeout_ms;
     while (!t->eof) {
@@ -739,13 +690,11 @@ int tcp_wait_closed(int fd, int timeout_ms)
     return 1;
 }
 
-const char *tcp_log(int fd)
-{
+const char *tcp_log(int fd) {
     return tcp_get(fd)->buf;
 }
 
-void tcp_close(int fd)
-{
+void tcp_close(int fd) {
     struct tcp_state *t = tcp_get(fd);
     free(t->buf);
     memset(t, 0, sizeof *t);
@@ -754,8 +703,7 @@ void tcp_close(int fd)
 
 /* ---- SQLite ---- */
 
-static sqlite3 *db_open(const char *db, int flags)
-{
+static sqlite3 *db_open(const char *db, int flags) {
     sqlite3 *h = NULL;
     if (sqlite3_open_v2(db, &h, flags, NULL) != SQLITE_OK) {
         fprintf(stderr, "note: cannot open %s: %s\n", db, h ? sqlite3_errmsg(h) : "?");
@@ -766,8 +714,7 @@ static sqlite3 *db_open(const char *db, int flags)
     return h;
 }
 
-long long db_scalar(const char *db, const char *sql)
-{
+long long db_scalar(const char *db, const char *sql) {
     sqlite3 *h = db_open(db, SQLITE_OPEN_READONLY);
     sqlite3_stmt *st = NULL;
     long long v = -1;
@@ -785,8 +732,7 @@ long long db_scalar(const char *db, const char *sql)
     return v;
 }
 
-long long db_count(const char *db, const char *sql_where)
-{
+long long db_count(const char *db, const char *sql_where) {
     char *sql = sqlite3_mprintf("SELECT COUNT(*) FROM messages WHERE %s", sql_where);
     if (!sql)
         FATAL("out of memory");
@@ -795,8 +741,7 @@ long long db_count(const char *db, const char *sql_where)
     return v;
 }
 
-void *db_lock(const char *db)
-{
+void *db_lock(const char *db) {
     sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
     if (!h)
         FATAL("db_lock(%s): cannot open", db);
@@ -808,8 +753,7 @@ void *db_lock(const char *db)
     return h;
 }
 
-void db_unlock(void *lock)
-{
+void db_unlock(void *lock) {
     if (!lock)
         return;
     sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
@@ -818,14 +762,13 @@ void db_unlock(void *lock)
 
 /* ---- end of a test (in its child) ---- */
 
-static void print_tail(const char *what, const char *buf, size_t len)
-{
+static void print_tail(const char *what, const char *buf, size_t len) {
     size_t start = len;
     int lines = 0;
     if (len == 0)
         return;
     if (buf[len - 1] == '\n')
-        start--;  /* the final newline does not start a line */
+        start--; /* the final newline does not start a line */
     while (start > 0 && lines < TAIL_LINES) {
         if (buf[start - 1] == '\n' && ++lines == TAIL_LINES)
             break;
@@ -841,8 +784,7 @@ static void print_tail(const char *what, const char *buf, size_t len)
     }
 }
 
-static void describe_proc(struct proc *p, int was_running)
-{
+static void describe_proc(struct proc *p, int was_running) {
     fprintf(stderr, "--- %s (pid %ld, %s", p->name, (long)p->pid,
             was_running ? "still running, killed" : "exited");
     if (!was_running)
@@ -854,8 +796,7 @@ static void describe_proc(struct proc *p, int was_running)
 
 /* kills everything the test spawned (even when it failed), shows the procs'
  * output if it failed, removes or keeps the temporary directory */
-static void finish_test(void)
-{
+static void finish_test(void) {
     for (int i = 0; i < n_procs; i++) {
         struct proc *p = procs[i];
         reap(p);
@@ -884,8 +825,7 @@ static void finish_test(void)
  * test's procs, sockets and tmpdir are released without killing or removing
  * anything; closing our copies of the fds matters: a stray copy of a proc's
  * stdin or of a socket would keep it open after the owner closes it. */
-static void forget_parent_state(void)
-{
+static void forget_parent_state(void) {
     for (int i = 0; i < n_procs; i++) {
         close_fd(&procs[i]->in_fd);
         close_fd(&procs[i]->out_fd);
@@ -908,16 +848,14 @@ static void forget_parent_state(void)
 
 /* Backstop for a hung test whose runner is gone (killed, or a nested runner
  * in the selftest): take the whole process group down, procs included. */
-static void self_destruct(int sig)
-{
+static void self_destruct(int sig) {
     (void)sig;
     kill(0, SIGKILL);
 }
 
 /* body of a test's child process */
-static _Noreturn void child_run(const char *name, void (*fn)(void))
-{
-    signal(SIGPIPE, SIG_IGN);  /* a dead peer must give EPIPE, not kill the test */
+static _Noreturn void child_run(const char *name, void (*fn)(void)) {
+    signal(SIGPIPE, SIG_IGN); /* a dead peer must give EPIPE, not kill the test */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     forget_parent_state();
@@ -937,8 +875,7 @@ static _Noreturn void child_run(const char *name, void (*fn)(void))
     _exit(n_failures ? 1 : 0);
 }
 
-int subtest(void (*fn)(void), char *out, size_t outsz)
-{
+int subtest(void (*fn)(void), char *out, size_t outsz) {
     int fds[2], st;
     size_t len = 0;
     make_pipe(fds);
@@ -959,7 +896,7 @@ int subtest(void (*fn)(void), char *out, size_t outsz)
         if (r <= 0)
             break;
         len += (size_t)r;
-        if (len == outsz - 1) {  /* full: keep reading so the child never blocks */
+        if (len == outsz - 1) { /* full: keep reading so the child never blocks */
             char sink[4096];
             while (read(fds[0], sink, sizeof sink) > 0)
                 ;
@@ -977,24 +914,22 @@ int subtest(void (*fn)(void), char *out, size_t outsz)
 
 struct slot {
     const struct test *t;
-    pid_t pid;                 /* 0 = free */
-    int fd;                    /* child's stdout+stderr */
+    pid_t pid; /* 0 = free */
+    int fd; /* child's stdout+stderr */
     char *buf;
     size_t len;
     long long start;
-    int killed;                /* hit the hard limit */
+    int killed; /* hit the hard limit */
 };
 
 static volatile sig_atomic_t interrupted;
 
-static void on_interrupt(int sig)
-{
+static void on_interrupt(int sig) {
     (void)sig;
     interrupted = 1;
 }
 
-static long long env_num(const char *name, double dflt, double scale)
-{
+static long long env_num(const char *name, double dflt, double scale) {
     const char *s = getenv(name);
     char *end;
     double v = s ? strtod(s, &end) : 0;
@@ -1003,8 +938,7 @@ static long long env_num(const char *name, double dflt, double scale)
     return (long long)(v * scale);
 }
 
-static void slot_start(struct slot *s, const struct test *t)
-{
+static void slot_start(struct slot *s, const struct test *t) {
     int fds[2];
     if (pipe(fds) != 0) {
         perror("harness: pipe");
@@ -1031,7 +965,7 @@ static void slot_start(struct slot *s, const struct test *t)
         setvbuf(stdout, NULL, _IONBF, 0);
         child_run(t->name, t->fn);
     }
-    setpgid(pid, pid);  /* also here: whichever runs first wins the race */
+    setpgid(pid, pid); /* also here: whichever runs first wins the race */
     close(fds[1]);
     set_nonblock(fds[0]);
     s->t = t;
@@ -1044,8 +978,7 @@ static void slot_start(struct slot *s, const struct test *t)
     s->killed = 0;
 }
 
-static void print_indented(const char *buf)
-{
+static void print_indented(const char *buf) {
     while (*buf) {
         const char *nl = strchr(buf, '\n');
         int n = nl ? (int)(nl - buf) : (int)strlen(buf);
@@ -1055,8 +988,7 @@ static void print_indented(const char *buf)
 }
 
 /* returns 1 if the test passed */
-static int slot_report(struct slot *s, int status)
-{
+static int slot_report(struct slot *s, int status) {
     long long ms = now_ms() - s->start;
     int passed = !s->killed && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     printf("%s %s (%lld ms)\n", passed ? "PASS" : "FAIL", s->t->name, ms);
@@ -1072,8 +1004,7 @@ static int slot_report(struct slot *s, int status)
 }
 
 /* Polls a running slot.  Returns -1 while running, else 1/0 = passed/failed. */
-static int slot_poll(struct slot *s, const fd_set *readable)
-{
+static int slot_poll(struct slot *s, const fd_set *readable) {
     int st;
     if (s->fd >= 0 && FD_ISSET(s->fd, readable) && !read_available(s->fd, &s->buf, &s->len))
         close_fd(&s->fd);
@@ -1095,23 +1026,21 @@ static int slot_poll(struct slot *s, const fd_set *readable)
     return passed;
 }
 
-static void wait_slots(struct slot *slots, int jobs, fd_set *readable)
-{
+static void wait_slots(struct slot *slots, int jobs, fd_set *readable) {
     int maxfd = -1;
     FD_ZERO(readable);
     for (int i = 0; i < jobs; i++)
         if (slots[i].pid)
             add_fd(slots[i].fd, readable, &maxfd);
     /* child exits are polled, so the timeout stays short */
-    struct timeval tv = { 0, 20000 };
+    struct timeval tv = {0, 20000};
     if (select(maxfd + 1, readable, NULL, NULL, &tv) < 0)
         FD_ZERO(readable);
 }
 
 /* index of the first test from i on that the command line selects (n: none);
  * with arguments, only tests whose name contains one of them */
-static int next_match(const struct test *tests, int n, int i, int argc, char **argv)
-{
+static int next_match(const struct test *tests, int n, int i, int argc, char **argv) {
     for (; i < n; i++) {
         if (argc <= 1)
             return i;
@@ -1122,8 +1051,7 @@ static int next_match(const struct test *tests, int n, int i, int argc, char **a
     return n;
 }
 
-static void kill_all(struct slot *slots, int jobs)
-{
+static void kill_all(struct slot *slots, int jobs) {
     for (int i = 0; i < jobs; i++)
         if (slots[i].pid) {
             kill(-slots[i].pid, SIGKILL);
@@ -1132,14 +1060,12 @@ static void kill_all(struct slot *slots, int jobs)
         }
 }
 
-void harness_init(const char *argv0, int limit_seconds)
-{
+void harness_init(const char *argv0, int limit_seconds) {
     set_root(argv0);
     limit_ms = (long long)limit_seconds * 1000;
 }
 
-int run_tests(int argc, char **argv, const struct test *tests, int n)
-{
+int run_tests(int argc, char **argv, const struct test *tests, int n) {
     struct sigaction sa;
     int jobs = (int)env_num("TEST_JOBS", 4, 1);
     int next = next_match(tests, n, 0, argc, argv);
@@ -1151,7 +1077,7 @@ int run_tests(int argc, char **argv, const struct test *tests, int n)
     if (!slots)
         return 2;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;  /* no SA_RESTART: select must wake up */
+    sa.sa_handler = on_interrupt; /* no SA_RESTART: select must wake up */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 

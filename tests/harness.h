@@ -20,11 +20,13 @@
 struct proc {
     char name[32];
     pid_t pid;
-    int in_fd;                 /* write end of the child's stdin, -1 once closed */
-    int out_fd, err_fd;        /* read ends (non-blocking), -1 at EOF */
-    char *out; size_t out_len; /* everything read from stdout so far, NUL-terminated */
-    char *err; size_t err_len; /* same for stderr */
-    int exited, status;        /* filled by reaping (waitpid WNOHANG during pumping) */
+    int in_fd; /* write end of the child's stdin, -1 once closed */
+    int out_fd, err_fd; /* read ends (non-blocking), -1 at EOF */
+    char *out;
+    size_t out_len; /* everything read from stdout so far, NUL-terminated */
+    char *err;
+    size_t err_len; /* same for stderr */
+    int exited, status; /* filled by reaping (waitpid WNOHANG during pumping) */
 };
 
 /* argv[0] is the path (no PATH search); NULL-terminated.  Exec failure ends
@@ -34,16 +36,16 @@ void proc_write(struct proc *p, const char *fmt, ...) HARNESS_PRINTF(2, 3);
 void proc_close_stdin(struct proc *p);
 void proc_signal(struct proc *p, int sig);
 /* pumps while waiting; exit code (0..255), 128+sig if killed, -1 on timeout */
-int  proc_wait_exit(struct proc *p, int timeout_ms);
-void proc_kill(struct proc *p);                 /* SIGKILL + reap, idempotent */
-int  proc_out_count(struct proc *p, const char *needle);
-int  proc_err_count(struct proc *p, const char *needle);
-int  proc_out_lines(struct proc *p);            /* complete lines in stdout */
+int proc_wait_exit(struct proc *p, int timeout_ms);
+void proc_kill(struct proc *p); /* SIGKILL + reap, idempotent */
+int proc_out_count(struct proc *p, const char *needle);
+int proc_err_count(struct proc *p, const char *needle);
+int proc_out_lines(struct proc *p); /* complete lines in stdout */
 
 /* select() on every live proc's stdout/stderr for at most max_ms, append what
  * arrives, reap exited children; returns early when data arrived */
 void pump(int max_ms);
-long long now_ms(void);                          /* CLOCK_MONOTONIC */
+long long now_ms(void); /* CLOCK_MONOTONIC */
 
 /* ---- failures ---- */
 
@@ -51,36 +53,40 @@ void test_fail(const char *file, int line, const char *fmt, ...) HARNESS_PRINTF(
 /* Ends the current test at once (longjmp back to the runner's child), so it
  * also works from helper functions and from functions returning a value. */
 _Noreturn void test_abort(void);
-int test_failures(void);                         /* failures recorded so far */
+int test_failures(void); /* failures recorded so far */
 
-#define CHECK(cond) do { \
-        if (!(cond)) test_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            test_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);                                               \
     } while (0)
-#define REQUIRE(cond) do { \
-        if (!(cond)) { \
-            test_fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond); \
-            test_abort(); \
-        } \
+#define REQUIRE(cond)                                                                                        \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            test_fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond);                                             \
+            test_abort();                                                                                    \
+        }                                                                                                    \
     } while (0)
-#define CHECK_EQ_INT(a, b) do { \
-        long long ceq_a_ = (long long)(a), ceq_b_ = (long long)(b); \
-        if (ceq_a_ != ceq_b_) \
-            test_fail(__FILE__, __LINE__, "CHECK_EQ_INT(%s, %s): %lld != %lld", \
-                      #a, #b, ceq_a_, ceq_b_); \
+#define CHECK_EQ_INT(a, b)                                                                                   \
+    do {                                                                                                     \
+        long long ceq_a_ = (long long)(a), ceq_b_ = (long long)(b);                                          \
+        if (ceq_a_ != ceq_b_)                                                                                \
+            test_fail(__FILE__, __LINE__, "CHECK_EQ_INT(%s, %s): %lld != %lld", #a, #b, ceq_a_, ceq_b_);     \
     } while (0)
 /* Re-evaluates cond whenever output arrives and at least every 20 ms (so
  * conditions on files or databases are polled too). */
-#define WAIT_UNTIL(cond, ms) do { \
-        long long wu_end_ = now_ms() + (ms); \
-        while (!(cond)) { \
-            long long wu_left_ = wu_end_ - now_ms(); \
-            if (wu_left_ <= 0) { \
-                test_fail(__FILE__, __LINE__, "WAIT_UNTIL(%s) timed out after %lld ms", \
-                          #cond, (long long)(ms)); \
-                test_abort(); \
-            } \
-            pump(wu_left_ < 20 ? (int)wu_left_ : 20); \
-        } \
+#define WAIT_UNTIL(cond, ms)                                                                                 \
+    do {                                                                                                     \
+        long long wu_end_ = now_ms() + (ms);                                                                 \
+        while (!(cond)) {                                                                                    \
+            long long wu_left_ = wu_end_ - now_ms();                                                         \
+            if (wu_left_ <= 0) {                                                                             \
+                test_fail(__FILE__, __LINE__, "WAIT_UNTIL(%s) timed out after %lld ms", #cond,               \
+                          (long long)(ms));                                                                  \
+                test_abort();                                                                                \
+            }                                                                                                \
+            pump(wu_left_ < 20 ? (int)wu_left_ : 20);                                                        \
+        }                                                                                                    \
     } while (0)
 
 /* ---- temporary files ---- */
@@ -88,14 +94,14 @@ int test_failures(void);                         /* failures recorded so far */
 /* fresh private directory for the current test, removed after a passing
  * test, kept (path printed) after a failing one */
 const char *tmpdir(void);
-const char *tmppath(const char *name);  /* tmpdir()/name; 8 rotating static buffers */
+const char *tmppath(const char *name); /* tmpdir()/name; 8 rotating static buffers */
 
 /* ---- the chat programs ---- */
 
 /* stepN/server --port 0 --db <db> extra...; waits up to 5 s for the
  * "listening on HOST:PORT" line.  db NULL means tmppath("chat.db"). */
 struct proc *server_start(int step, const char *db, const char *const extra[]);
-int proc_port(struct proc *p);   /* from a complete "listening on H:P" stderr line, 0 if none yet */
+int proc_port(struct proc *p); /* from a complete "listening on H:P" stderr line, 0 if none yet */
 /* stepN/client --port <port> --reconnection-delay 50 --reconnection-delay-max 200 extra... */
 struct proc *client_start(int step, int port, const char *const extra[]);
 /* <root>/rel, root = $CHAT_ROOT, else the parent of the directory holding
@@ -104,26 +110,26 @@ const char *bin_path(const char *rel);
 
 /* ---- raw TCP peer ---- */
 
-int  tcp_connect(int port);       /* blocking connect to 127.0.0.1:port; failure ends the test */
+int tcp_connect(int port); /* blocking connect to 127.0.0.1:port; failure ends the test */
 /* sends all of buf; a peer that already closed (EPIPE/ECONNRESET) is not a
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);
 /* Waits for a complete line containing needle.  Lines up to and including the
  * match are consumed (expect-style), so the next call looks further on.
  * 1 if found, 0 on timeout or EOF. */
-int  tcp_wait_line(int fd, const char *needle, int timeout_ms);
-int  tcp_wait_closed(int fd, int timeout_ms);  /* 1 if EOF or reset within the deadline */
-const char *tcp_log(int fd);      /* everything received on fd so far, NUL-terminated */
-void tcp_close(int fd);           /* close and forget; done for all fds at test end */
+int tcp_wait_line(int fd, const char *needle, int timeout_ms);
+int tcp_wait_closed(int fd, int timeout_ms); /* 1 if EOF or reset within the deadline */
+const char *tcp_log(int fd); /* everything received on fd so far, NUL-terminated */
+void tcp_close(int fd); /* close and forget; done for all fds at test end */
 
 /* ---- SQLite checks (read-only connection per call, busy_timeout 2000) ---- */
 
 /* SELECT COUNT(*) FROM messages WHERE <sql_where>; -1 on error (printed, not a failure) */
 long long db_count(const char *db, const char *sql_where);
-long long db_scalar(const char *db, const char *sql);  /* first column of first row; -1 on error */
+long long db_scalar(const char *db, const char *sql); /* first column of first row; -1 on error */
 /* BEGIN EXCLUSIVE in a separate connection of this process; failure ends the test */
 void *db_lock(const char *db);
-void  db_unlock(void *lock);
+void db_unlock(void *lock);
 
 /* ---- runner ---- */
 
@@ -131,7 +137,10 @@ void  db_unlock(void *lock);
  * from argv[0] and set the per-run time limit, as run_tests() does. */
 void harness_init(const char *argv0, int limit_seconds);
 
-struct test { const char *name; void (*fn)(void); };
+struct test {
+    const char *name;
+    void (*fn)(void);
+};
 /* env: TEST_TIMEOUT (seconds, default 30), TEST_JOBS (default 4),
  * TEST_SUMMARY_FILE (append "<P> <F>\n").  Returns the exit status. */
 int run_tests(int argc, char **argv, const struct test *tests, int n);

@@ -153,7 +153,8 @@ static void print_cell(const struct run *r) {
     if (!r->ok) {
         snprintf(cell, sizeof cell, "error");
     } else {
-        snprintf(cell, sizeof cell, "lost %d, dup %d%s", r->out.lost, r->out.dup, r->out.receiver_ok ? "" : " !");
+        snprintf(cell, sizeof cell, "lost %d, dup %d%s", r->out.lost, r->out.dup,
+                 r->out.receiver_ok ? "" : " !");
     }
     printf("  %s%-16s%s", paint(!r->ok || r->out.lost, r->out.dup), cell, lab.color ? "\033[0m" : "");
 }
@@ -195,15 +196,16 @@ static void print_errors(void) {
     for (int i = 0; i < lab.nruns; i++) {
         const struct run *r = &lab.runs[i];
         if (!r->ok) {
-            printf("error in \"%s\", step %d: %s\n", lab_scenarios[r->scenario].title, lab_steps[r->step].step,
-                   r->error);
+            printf("error in \"%s\", step %d: %s\n", lab_scenarios[r->scenario].title,
+                   lab_steps[r->step].step, r->error);
         }
     }
 }
 
 static int print_table(void) {
     printf("\nThe delivery lab: numbered messages typed into a sender; a receiver reads;\n"
-           "both go through the fault proxy. Seed %u.\n\n", lab.seed);
+           "both go through the fault proxy. Seed %u.\n\n",
+           lab.seed);
     print_header();
     for (int sc = 0; sc < lab_nscenarios; sc++) {
         if (!lab.want_scenario[sc]) {
@@ -218,7 +220,8 @@ static int print_table(void) {
         printf("\n    %s\n", lab_scenarios[sc].why);
     }
     print_receiver_row();
-    printf("\nlost: typed, never stored. dup: extra rows. \"!\": the receiver's output differed from the table.\n");
+    printf("\nlost: typed, never stored. dup: extra rows. \"!\": the receiver's output differed from the "
+           "table.\n");
     print_errors();
     for (int i = 0; i < lab.nruns; i++) {
         if (!lab.runs[i].ok) {

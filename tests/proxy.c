@@ -61,22 +61,26 @@
 
 /* ---- limits: every bound of the proxy, in one place --------------------- */
 
-#define PROTO_LINE_MAX 4096       /* longest protocol line, '\n' included;
-                                     a longer one passes raw, uncounted */
-#define BUF_CAP (1024 * 1024)     /* max bytes in any one connection buffer;
-                                     when full we stop reading that side */
-#define READ_CHUNK 16384          /* bytes per read() */
-#define MAX_CONNS 64              /* proxied connections; more are refused */
-#define MAX_CTLS 8                /* control connections; more are refused */
-#define CTL_LINE_MAX 512          /* longest command line */
-#define CTL_OUT_CAP 65536         /* unread replies before we drop a
-                                     control connection */
-#define MAX_STARTUP_FAULTS 32     /* --fault options */
-#define CONNECT_TIMEOUT_MS 5000   /* give up on a server connect() */
-#define LINGER_MS 2000            /* after one side closed: max time to
-                                     flush and wait for the other side */
-#define MAX_MS 86400000LL         /* longest accepted delay / down time */
-#define MAX_N 1000000000LL        /* largest accepted N */
+#define PROTO_LINE_MAX                                                                                       \
+    4096 /* longest protocol line, '\n' included;                                                            \
+            a longer one passes raw, uncounted */
+#define BUF_CAP                                                                                              \
+    (1024 * 1024) /* max bytes in any one connection buffer;                                                 \
+                     when full we stop reading that side */
+#define READ_CHUNK 16384 /* bytes per read() */
+#define MAX_CONNS 64 /* proxied connections; more are refused */
+#define MAX_CTLS 8 /* control connections; more are refused */
+#define CTL_LINE_MAX 512 /* longest command line */
+#define CTL_OUT_CAP                                                                                          \
+    65536 /* unread replies before we drop a                                                                 \
+             control connection */
+#define MAX_STARTUP_FAULTS 32 /* --fault options */
+#define CONNECT_TIMEOUT_MS 5000 /* give up on a server connect() */
+#define LINGER_MS                                                                                            \
+    2000 /* after one side closed: max time to                                                               \
+            flush and wait for the other side */
+#define MAX_MS 86400000LL /* longest accepted delay / down time */
+#define MAX_N 1000000000LL /* largest accepted N */
 #define LISTEN_BACKLOG 64
 
 /* ---- data --------------------------------------------------------------- */
@@ -95,12 +99,12 @@ static const char *const side_name[2] = {"client", "server"};
 /* One direction of a connection: bytes read from fd[i], written to
  * fd[1 - i]. Bytes move in -> (dq) -> out; faults act between in and dq. */
 struct dir {
-    struct buf in;  /* read, not yet framed (or held by hold-after) */
-    struct buf dq;  /* delayed chunks: [struct chunk_hdr][bytes]... */
+    struct buf in; /* read, not yet framed (or held by hold-after) */
+    struct buf dq; /* delayed chunks: [struct chunk_hdr][bytes]... */
     struct buf out; /* ready to be written */
-    bool skipping;  /* inside an overlong line: pass raw up to its '\n' */
-    bool eof;       /* the source will send nothing more */
-    bool shut;      /* EOF was passed on: shutdown(SHUT_WR) on the dest */
+    bool skipping; /* inside an overlong line: pass raw up to its '\n' */
+    bool eof; /* the source will send nothing more */
+    bool shut; /* EOF was passed on: shutdown(SHUT_WR) on the dest */
 };
 
 /* Header of a delayed chunk, copied with memcpy (no alignment games). */
@@ -110,21 +114,21 @@ struct chunk_hdr {
 };
 
 struct conn {
-    long long id;        /* for the log only */
-    int fd[2];           /* indexed by enum side; -1 once closed */
-    bool connecting;     /* non-blocking connect() to the server pending */
-    bool held;           /* hold-after fired: nothing is framed any more */
-    int64_t connect_by;  /* give up connecting at this time */
-    int64_t close_by;    /* 0, or hard close at this time (lingering) */
-    const char *end;     /* set: free this connection at end of turn */
-    struct dir dir[2];   /* dir[i] carries the bytes read from fd[i] */
+    long long id; /* for the log only */
+    int fd[2]; /* indexed by enum side; -1 once closed */
+    bool connecting; /* non-blocking connect() to the server pending */
+    bool held; /* hold-after fired: nothing is framed any more */
+    int64_t connect_by; /* give up connecting at this time */
+    int64_t close_by; /* 0, or hard close at this time (lingering) */
+    const char *end; /* set: free this connection at end of turn */
+    struct dir dir[2]; /* dir[i] carries the bytes read from fd[i] */
 };
 
 /* A command source: stdin or one control connection. */
 struct chan {
     int fd;
     bool is_stdin; /* replies go to stdout instead of back on fd */
-    bool closing;  /* peer gone: send what is left of the replies, close */
+    bool closing; /* peer gone: send what is left of the replies, close */
     bool skipping; /* dropping the rest of an overlong command */
     struct buf in;
     struct buf out;
@@ -133,8 +137,7 @@ struct chan {
 /* One-shot faults. They fire on one MSG line, then disarm themselves. */
 enum shot_kind { CUT_BEFORE, CUT_AFTER, HOLD_AFTER, SHOT_KINDS };
 #define NO_SHOT SHOT_KINDS
-static const char *const shot_name[SHOT_KINDS] = {
-    "cut-before", "cut-after", "hold-after"};
+static const char *const shot_name[SHOT_KINDS] = {"cut-before", "cut-after", "hold-after"};
 
 struct shot {
     bool armed;
@@ -146,14 +149,14 @@ static struct {
     int server_port, listen_port, control_port;
     struct addrinfo *server_ai; /* resolved once at start-up */
     int listen_fd, control_fd;
-    int wake_fd[2];             /* self-pipe: the signal handler writes */
+    int wake_fd[2]; /* self-pipe: the signal handler writes */
     bool stdin_open;
     struct chan stdin_chan;
     struct conn *conns[MAX_CONNS];
     struct chan *ctls[MAX_CTLS];
     struct shot shots[SHOT_KINDS];
     bool down, blackhole;
-    int64_t down_until;         /* 0: down until "up" */
+    int64_t down_until; /* 0: down until "up" */
     int64_t delay_ms;
     long long msgs, fired, next_id;
 } g;
@@ -163,8 +166,7 @@ static int g_wake_wr = -1;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void vlog(const char *fmt, va_list ap)
-{
+static void vlog(const char *fmt, va_list ap) {
     char line[512];
 
     /* One fprintf per line, so lines from other processes sharing the
@@ -173,8 +175,7 @@ static void vlog(const char *fmt, va_list ap)
     fprintf(stderr, "proxy: %s\n", line);
 }
 
-static void logmsg(const char *fmt, ...)
-{
+static void logmsg(const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
@@ -182,8 +183,7 @@ static void logmsg(const char *fmt, ...)
     va_end(ap);
 }
 
-static void die(const char *fmt, ...)
-{
+static void die(const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
@@ -192,8 +192,7 @@ static void die(const char *fmt, ...)
     exit(2);
 }
 
-static int64_t now_ms(void)
-{
+static int64_t now_ms(void) {
     struct timespec ts;
 
     /* MONOTONIC: a clock change must not fire or stall our timers. */
@@ -201,13 +200,11 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool would_block(void)
-{
+static bool would_block(void) {
     return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
-static ssize_t read_retry(int fd, void *p, size_t n)
-{
+static ssize_t read_retry(int fd, void *p, size_t n) {
     ssize_t r;
 
     do {
@@ -216,8 +213,7 @@ static ssize_t read_retry(int fd, void *p, size_t n)
     return r;
 }
 
-static ssize_t write_retry(int fd, const void *p, size_t n)
-{
+static ssize_t write_retry(int fd, const void *p, size_t n) {
     ssize_t r;
 
     do {
@@ -226,8 +222,7 @@ static ssize_t write_retry(int fd, const void *p, size_t n)
     return r;
 }
 
-static int set_nonblock(int fd)
-{
+static int set_nonblock(int fd) {
     int flags = fcntl(fd, F_GETFL);
 
     if (flags < 0) {
@@ -238,8 +233,7 @@ static int set_nonblock(int fd)
 
 /* select() cannot watch a descriptor >= FD_SETSIZE (FD_SET would write
  * out of bounds), so such a descriptor is closed at once. */
-static bool fd_fits(int fd)
-{
+static bool fd_fits(int fd) {
     if (fd < FD_SETSIZE) {
         return true;
     }
@@ -248,8 +242,7 @@ static bool fd_fits(int fd)
     return false;
 }
 
-static void buf_append(struct buf *b, const void *p, size_t n)
-{
+static void buf_append(struct buf *b, const void *p, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         char *data;
@@ -268,8 +261,7 @@ static void buf_append(struct buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-static void buf_consume(struct buf *b, size_t n)
-{
+static void buf_consume(struct buf *b, size_t n) {
     if (n == 0) {
         return;
     }
@@ -277,16 +269,14 @@ static void buf_consume(struct buf *b, size_t n)
     b->len -= n;
 }
 
-static void buf_free(struct buf *b)
-{
+static void buf_free(struct buf *b) {
     free(b->data);
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
 }
 
-static long long count_lines(const struct buf *b)
-{
+static long long count_lines(const struct buf *b) {
     long long n = 0;
 
     for (size_t i = 0; i < b->len; i++) {
@@ -297,16 +287,14 @@ static long long count_lines(const struct buf *b)
 
 /* ---- closing ------------------------------------------------------------ */
 
-static void dir_free(struct dir *d)
-{
+static void dir_free(struct dir *d) {
     buf_free(&d->in);
     buf_free(&d->dq);
     buf_free(&d->out);
     d->skipping = false;
 }
 
-static void conn_free(int slot, const char *why)
-{
+static void conn_free(int slot, const char *why) {
     struct conn *c = g.conns[slot];
 
     for (int i = 0; i < 2; i++) {
@@ -320,8 +308,7 @@ static void conn_free(int slot, const char *why)
     g.conns[slot] = NULL;
 }
 
-static int close_all_conns(const char *why)
-{
+static int close_all_conns(const char *why) {
     int closed = 0;
 
     for (int s = 0; s < MAX_CONNS; s++) {
@@ -335,8 +322,7 @@ static int close_all_conns(const char *why)
 
 /* After one side is gone, the rest of the connection may linger a little
  * (flush, wait for the other side to close), but never forever. */
-static void start_close_timer(struct conn *c, int64_t now)
-{
+static void start_close_timer(struct conn *c, int64_t now) {
     if (c->close_by == 0) {
         c->close_by = now + LINGER_MS + g.delay_ms;
     }
@@ -344,8 +330,7 @@ static void start_close_timer(struct conn *c, int64_t now)
 
 /* Side i sent EOF: stop reading it. What it sent is still forwarded, and
  * the EOF is passed on (dir_maybe_shut) once that is done. */
-static void side_eof(struct conn *c, int i, int64_t now)
-{
+static void side_eof(struct conn *c, int i, int64_t now) {
     c->dir[i].eof = true;
     if (c->held) {
         buf_free(&c->dir[i].in); /* held bytes die with the connection */
@@ -357,8 +342,7 @@ static void side_eof(struct conn *c, int i, int64_t now)
 
 /* Side i is gone for good (error, or a cut): close it now and drop what
  * was waiting to be sent to it. What it sent is still forwarded. */
-static void side_lost(struct conn *c, int i, const char *why, int64_t now)
-{
+static void side_lost(struct conn *c, int i, const char *why, int64_t now) {
     close(c->fd[i]);
     c->fd[i] = -1;
     c->dir[i].eof = true;
@@ -374,8 +358,7 @@ static void side_lost(struct conn *c, int i, const char *why, int64_t now)
 
 /* Called for every whole client line. Counts "MSG " lines and returns the
  * one-shot fault that fires on this line, or NO_SHOT. */
-static int count_line(const struct conn *c, const char *line, size_t len)
-{
+static int count_line(const struct conn *c, const char *line, size_t len) {
     int fired = NO_SHOT;
 
     if (len < 4 || memcmp(line, "MSG ", 4) != 0) {
@@ -397,14 +380,12 @@ static int count_line(const struct conn *c, const char *line, size_t len)
     }
     if (fired != NO_SHOT) {
         g.fired++;
-        logmsg("conn #%lld: fault fired: %s on MSG line #%lld", c->id,
-               shot_name[fired], g.msgs);
+        logmsg("conn #%lld: fault fired: %s on MSG line #%lld", c->id, shot_name[fired], g.msgs);
     }
     return fired;
 }
 
-static void apply_shot(struct conn *c, int kind, int64_t now)
-{
+static void apply_shot(struct conn *c, int kind, int64_t now) {
     if (kind == HOLD_AFTER) {
         c->held = true;
         return;
@@ -421,20 +402,17 @@ static void apply_shot(struct conn *c, int kind, int64_t now)
 
 /* Lines keep their order: once something is delayed, everything behind it
  * queues too, even after the delay was switched off. */
-static bool line_mode(const struct dir *d)
-{
+static bool line_mode(const struct dir *d) {
     return g.delay_ms > 0 || d->dq.len > 0;
 }
 
-static bool has_room(const struct dir *d)
-{
+static bool has_room(const struct dir *d) {
     size_t need = sizeof(struct chunk_hdr) + PROTO_LINE_MAX;
 
     return d->out.len + need <= BUF_CAP && d->dq.len + need <= BUF_CAP;
 }
 
-static void enqueue(struct dir *d, const char *p, size_t len, int64_t now)
-{
+static void enqueue(struct dir *d, const char *p, size_t len, int64_t now) {
     struct chunk_hdr h;
 
     if (!line_mode(d)) {
@@ -449,8 +427,7 @@ static void enqueue(struct dir *d, const char *p, size_t len, int64_t now)
 
 /* Length of the next chunk to pass on from d->in at pos, 0 to wait for
  * more bytes. *whole says it is a complete line (it may be a MSG). */
-static size_t next_chunk(struct conn *c, int i, size_t pos, bool *whole)
-{
+static size_t next_chunk(struct conn *c, int i, size_t pos, bool *whole) {
     struct dir *d = &c->dir[i];
     size_t avail = d->in.len - pos;
     size_t max = avail < PROTO_LINE_MAX ? avail : PROTO_LINE_MAX;
@@ -471,16 +448,14 @@ static size_t next_chunk(struct conn *c, int i, size_t pos, bool *whole)
         return 0; /* the rest of the line has not arrived yet */
     }
     d->skipping = true;
-    logmsg("conn #%lld: overlong %s line passed on raw, not counted", c->id,
-           side_name[i]);
+    logmsg("conn #%lld: overlong %s line passed on raw, not counted", c->id, side_name[i]);
     return max;
 }
 
 /* Pass on whole lines one at a time, so that a fault acts on exactly one
  * line, after every line before it went through. Returns the fault that
  * fired (the caller applies it), or NO_SHOT. */
-static int frame_lines(struct conn *c, int i, int64_t now)
-{
+static int frame_lines(struct conn *c, int i, int64_t now) {
     struct dir *d = &c->dir[i];
     int fired = NO_SHOT;
     size_t pos = 0;
@@ -506,8 +481,7 @@ static int frame_lines(struct conn *c, int i, int64_t now)
 }
 
 /* Move delayed chunks whose time has come to the output buffer. */
-static void release_due(struct dir *d, int64_t now)
-{
+static void release_due(struct dir *d, int64_t now) {
     size_t pos = 0;
     struct chunk_hdr h;
 
@@ -524,13 +498,11 @@ static void release_due(struct dir *d, int64_t now)
 
 /* Bytes read from side i are thrown away under blackhole, or when there
  * is nobody left to give them to. */
-static bool discarding(const struct conn *c, int i)
-{
+static bool discarding(const struct conn *c, int i) {
     return g.blackhole || c->fd[1 - i] < 0;
 }
 
-static void dir_pump(struct conn *c, int i, int64_t now)
-{
+static void dir_pump(struct conn *c, int i, int64_t now) {
     struct dir *d = &c->dir[i];
 
     if (discarding(c, i)) {
@@ -547,15 +519,13 @@ static void dir_pump(struct conn *c, int i, int64_t now)
     release_due(d, now);
 }
 
-static bool drained(const struct dir *d)
-{
+static bool drained(const struct dir *d) {
     return d->in.len == 0 && d->dq.len == 0 && d->out.len == 0;
 }
 
 /* ---- socket I/O of a proxied connection --------------------------------- */
 
-static void dir_flush(struct conn *c, int i, int64_t now)
-{
+static void dir_flush(struct conn *c, int i, int64_t now) {
     struct dir *d = &c->dir[i];
     int fd = c->fd[1 - i];
     ssize_t n;
@@ -573,8 +543,7 @@ static void dir_flush(struct conn *c, int i, int64_t now)
 
 /* Pass an EOF on (half-close) once everything before it was written, so
  * the peer reads every byte and then a clean end, never a reset. */
-static void dir_maybe_shut(struct conn *c, int i)
-{
+static void dir_maybe_shut(struct conn *c, int i) {
     struct dir *d = &c->dir[i];
     int fd = c->fd[1 - i];
 
@@ -590,8 +559,7 @@ static void dir_maybe_shut(struct conn *c, int i)
     }
 }
 
-static void side_read(struct conn *c, int i, int64_t now)
-{
+static void side_read(struct conn *c, int i, int64_t now) {
     struct dir *d = &c->dir[i];
     char tmp[READ_CHUNK];
     bool discard = discarding(c, i);
@@ -615,8 +583,7 @@ static void side_read(struct conn *c, int i, int64_t now)
 
 /* The server socket became writable: the connect() finished, one way or
  * the other; SO_ERROR tells which. */
-static void finish_connect(struct conn *c)
-{
+static void finish_connect(struct conn *c) {
     int err = 0;
     socklen_t len = sizeof err;
 
@@ -632,8 +599,7 @@ static void finish_connect(struct conn *c)
     logmsg("conn #%lld: connected to the server", c->id);
 }
 
-static void conn_io(struct conn *c, fd_set *r, fd_set *w, int64_t now)
-{
+static void conn_io(struct conn *c, fd_set *r, fd_set *w, int64_t now) {
     if (c->connecting && c->fd[SERVER] >= 0 && FD_ISSET(c->fd[SERVER], w)) {
         finish_connect(c);
     }
@@ -645,8 +611,7 @@ static void conn_io(struct conn *c, fd_set *r, fd_set *w, int64_t now)
 }
 
 /* Why this connection is over, or NULL while it is not. */
-static const char *conn_end_reason(const struct conn *c, int64_t now)
-{
+static const char *conn_end_reason(const struct conn *c, int64_t now) {
     const struct dir *d = c->dir;
 
     if (c->end != NULL) {
@@ -665,8 +630,7 @@ static const char *conn_end_reason(const struct conn *c, int64_t now)
     return NULL;
 }
 
-static void conn_service(int slot, int64_t now)
-{
+static void conn_service(int slot, int64_t now) {
     struct conn *c = g.conns[slot];
     const char *why;
 
@@ -687,8 +651,7 @@ static void conn_service(int slot, int64_t now)
 
 /* ---- new connections ---------------------------------------------------- */
 
-static int accept_fd(int lfd)
-{
+static int accept_fd(int lfd) {
     int fd;
 
     do {
@@ -711,8 +674,7 @@ static int accept_fd(int lfd)
 }
 
 /* Start a non-blocking connect() to the server for a new client. */
-static void start_connect(struct conn *c, int64_t now)
-{
+static void start_connect(struct conn *c, int64_t now) {
     const struct addrinfo *ai = g.server_ai;
     int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     int r;
@@ -731,14 +693,12 @@ static void start_connect(struct conn *c, int64_t now)
     }
     /* EINTR: POSIX says the connect goes on in the background. */
     if (errno != EINPROGRESS && errno != EINTR) {
-        logmsg("conn #%lld: server connect failed: %s", c->id,
-               strerror(errno));
+        logmsg("conn #%lld: server connect failed: %s", c->id, strerror(errno));
         c->end = "server unreachable";
     }
 }
 
-static int free_conn_slot(void)
-{
+static int free_conn_slot(void) {
     for (int s = 0; s < MAX_CONNS; s++) {
         if (g.conns[s] == NULL) {
             return s;
@@ -747,8 +707,7 @@ static int free_conn_slot(void)
     return -1;
 }
 
-static void accept_client(int64_t now)
-{
+static void accept_client(int64_t now) {
     int fd = accept_fd(g.listen_fd);
     int slot = free_conn_slot();
     struct conn *c;
@@ -775,8 +734,7 @@ static void accept_client(int64_t now)
 
 /* ---- commands ----------------------------------------------------------- */
 
-typedef void (*cmd_fn)(int kind, bool has_arg, long long arg, int64_t now,
-                       char *reply, size_t n);
+typedef void (*cmd_fn)(int kind, bool has_arg, long long arg, int64_t now, char *reply, size_t n);
 
 enum arg_rule { ARG_NONE, ARG_OPTIONAL, ARG_REQUIRED };
 
@@ -789,45 +747,35 @@ struct command {
     int kind; /* for the one-shot faults: which one */
 };
 
-static void cmd_down(int kind, bool has, long long ms, int64_t now,
-                     char *reply, size_t n)
-{
+static void cmd_down(int kind, bool has, long long ms, int64_t now, char *reply, size_t n) {
     int closed = close_all_conns("network down");
 
     (void)kind;
     g.down = true;
     g.down_until = has && ms > 0 ? now + ms : 0;
     if (g.down_until != 0) {
-        snprintf(reply, n, "OK down: %d connection(s) closed, up in %lld ms",
-                 closed, ms);
+        snprintf(reply, n, "OK down: %d connection(s) closed, up in %lld ms", closed, ms);
     } else {
-        snprintf(reply, n, "OK down: %d connection(s) closed, until up",
-                 closed);
+        snprintf(reply, n, "OK down: %d connection(s) closed, until up", closed);
     }
 }
 
-static void cmd_up(int kind, bool has, long long arg, int64_t now,
-                   char *reply, size_t n)
-{
+static void cmd_up(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     (void)kind, (void)has, (void)arg, (void)now;
     snprintf(reply, n, "OK up%s", g.down ? "" : " (was not down)");
     g.down = false;
     g.down_until = 0;
 }
 
-static void cmd_arm(int kind, bool has, long long count, int64_t now,
-                    char *reply, size_t n)
-{
+static void cmd_arm(int kind, bool has, long long count, int64_t now, char *reply, size_t n) {
     (void)has, (void)now;
     g.shots[kind].armed = true;
     g.shots[kind].target = g.msgs + count;
-    snprintf(reply, n, "OK %s armed: MSG line %lld from now (#%lld overall)",
-             shot_name[kind], count, g.shots[kind].target);
+    snprintf(reply, n, "OK %s armed: MSG line %lld from now (#%lld overall)", shot_name[kind], count,
+             g.shots[kind].target);
 }
 
-static void cmd_blackhole(int kind, bool has, long long arg, int64_t now,
-                          char *reply, size_t n)
-{
+static void cmd_blackhole(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     (void)kind, (void)has, (void)arg, (void)now;
     g.blackhole = true;
     /* Nothing gets through any more, not even what was queued. */
@@ -840,17 +788,13 @@ static void cmd_blackhole(int kind, bool has, long long arg, int64_t now,
     snprintf(reply, n, "OK blackhole: all bytes dropped, nothing closed");
 }
 
-static void cmd_delay(int kind, bool has, long long ms, int64_t now,
-                      char *reply, size_t n)
-{
+static void cmd_delay(int kind, bool has, long long ms, int64_t now, char *reply, size_t n) {
     (void)kind, (void)has, (void)now;
     g.delay_ms = ms;
     snprintf(reply, n, "OK delay %lld ms on every line, both ways", ms);
 }
 
-static void cmd_clear(int kind, bool has, long long arg, int64_t now,
-                      char *reply, size_t n)
-{
+static void cmd_clear(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     (void)kind, (void)has, (void)arg, (void)now;
     memset(g.shots, 0, sizeof g.shots);
     g.blackhole = false;
@@ -866,9 +810,7 @@ static void cmd_clear(int kind, bool has, long long arg, int64_t now,
     snprintf(reply, n, "OK cleared: no fault armed or active");
 }
 
-static void cmd_status(int kind, bool has, long long arg, int64_t now,
-                       char *reply, size_t n)
-{
+static void cmd_status(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     int conns = 0;
     long long held = 0;
 
@@ -884,19 +826,16 @@ static void cmd_status(int kind, bool has, long long arg, int64_t now,
             held += count_lines(&c->dir[0].in) + count_lines(&c->dir[1].in);
         }
     }
-    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d",
-             conns, g.msgs, held, g.fired, g.down ? 1 : 0);
+    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d", conns, g.msgs, held, g.fired,
+             g.down ? 1 : 0);
 }
 
 static const struct command commands[] = {
     {"down", ARG_OPTIONAL, 0, MAX_MS, "down [MS]", cmd_down, 0},
     {"up", ARG_NONE, 0, 0, "up", cmd_up, 0},
-    {"cut-before", ARG_REQUIRED, 1, MAX_N, "cut-before N (N >= 1)", cmd_arm,
-     CUT_BEFORE},
-    {"cut-after", ARG_REQUIRED, 1, MAX_N, "cut-after N (N >= 1)", cmd_arm,
-     CUT_AFTER},
-    {"hold-after", ARG_REQUIRED, 1, MAX_N, "hold-after N (N >= 1)", cmd_arm,
-     HOLD_AFTER},
+    {"cut-before", ARG_REQUIRED, 1, MAX_N, "cut-before N (N >= 1)", cmd_arm, CUT_BEFORE},
+    {"cut-after", ARG_REQUIRED, 1, MAX_N, "cut-after N (N >= 1)", cmd_arm, CUT_AFTER},
+    {"hold-after", ARG_REQUIRED, 1, MAX_N, "hold-after N (N >= 1)", cmd_arm, HOLD_AFTER},
     {"blackhole", ARG_NONE, 0, 0, "blackhole", cmd_blackhole, 0},
     {"delay", ARG_REQUIRED, 0, MAX_MS, "delay MS", cmd_delay, 0},
     {"clear", ARG_NONE, 0, 0, "clear", cmd_clear, 0},
@@ -904,9 +843,7 @@ static const struct command commands[] = {
 };
 
 /* Decimal digits only (no sign, no spaces), within [min, max]. */
-static bool parse_number(const char *s, long long min, long long max,
-                         long long *out)
-{
+static bool parse_number(const char *s, long long min, long long max, long long *out) {
     size_t len = strlen(s);
 
     if (len == 0 || len > 12 || strspn(s, "0123456789") != len) {
@@ -916,9 +853,7 @@ static bool parse_number(const char *s, long long min, long long max,
     return *out >= min && *out <= max;
 }
 
-static bool arg_ok(const struct command *cmd, const char *arg,
-                   const char *extra, long long *value)
-{
+static bool arg_ok(const struct command *cmd, const char *arg, const char *extra, long long *value) {
     *value = 0;
     if (extra != NULL) {
         return false;
@@ -926,13 +861,11 @@ static bool arg_ok(const struct command *cmd, const char *arg,
     if (arg == NULL) {
         return cmd->arg != ARG_REQUIRED;
     }
-    return cmd->arg != ARG_NONE &&
-           parse_number(arg, cmd->min, cmd->max, value);
+    return cmd->arg != ARG_NONE && parse_number(arg, cmd->min, cmd->max, value);
 }
 
 /* Run one command line (not blank); the reply goes into reply[n]. */
-static void run_command(const char *line, int64_t now, char *reply, size_t n)
-{
+static void run_command(const char *line, int64_t now, char *reply, size_t n) {
     char copy[CTL_LINE_MAX + 1];
     char *save = NULL;
     const char *name, *arg, *extra;
@@ -959,15 +892,15 @@ static void run_command(const char *line, int64_t now, char *reply, size_t n)
         cmd->fn(cmd->kind, arg != NULL, value, now, reply, n);
         return;
     }
-    snprintf(reply, n, "ERR unknown command (try: down [MS], up, "
+    snprintf(reply, n,
+             "ERR unknown command (try: down [MS], up, "
              "cut-before N, cut-after N, hold-after N, blackhole, delay MS, "
              "clear, status)");
 }
 
 /* ---- command channels: stdin and control connections -------------------- */
 
-static void chan_reply(struct chan *ch, const char *text)
-{
+static void chan_reply(struct chan *ch, const char *text) {
     size_t len = strlen(text);
 
     if (ch->is_stdin) {
@@ -986,8 +919,7 @@ static void chan_reply(struct chan *ch, const char *text)
     buf_append(&ch->out, "\n", 1);
 }
 
-static void chan_line(struct chan *ch, char *line, int64_t now)
-{
+static void chan_line(struct chan *ch, char *line, int64_t now) {
     char reply[256];
     size_t len = strlen(line);
 
@@ -1006,13 +938,11 @@ static void chan_line(struct chan *ch, char *line, int64_t now)
 }
 
 /* Run every complete command line in ch->in. */
-static void chan_run(struct chan *ch, int64_t now)
-{
+static void chan_run(struct chan *ch, int64_t now) {
     size_t pos = 0;
     char *nl;
 
-    while (pos < ch->in.len &&
-           (nl = memchr(ch->in.data + pos, '\n', ch->in.len - pos)) != NULL) {
+    while (pos < ch->in.len && (nl = memchr(ch->in.data + pos, '\n', ch->in.len - pos)) != NULL) {
         *nl = '\0';
         chan_line(ch, ch->in.data + pos, now);
         pos = (size_t)(nl - ch->in.data) + 1;
@@ -1027,8 +957,7 @@ static void chan_run(struct chan *ch, int64_t now)
     }
 }
 
-static void chan_read(struct chan *ch, int64_t now)
-{
+static void chan_read(struct chan *ch, int64_t now) {
     char tmp[CTL_LINE_MAX];
     ssize_t n = read_retry(ch->fd, tmp, CTL_LINE_MAX - ch->in.len);
 
@@ -1048,8 +977,7 @@ static void chan_read(struct chan *ch, int64_t now)
     ch->closing = true;
 }
 
-static void chan_flush(struct chan *ch)
-{
+static void chan_flush(struct chan *ch) {
     ssize_t n;
 
     if (ch->out.len == 0) {
@@ -1064,8 +992,7 @@ static void chan_flush(struct chan *ch)
     }
 }
 
-static void chan_free(int slot)
-{
+static void chan_free(int slot) {
     struct chan *ch = g.ctls[slot];
 
     close(ch->fd);
@@ -1075,8 +1002,7 @@ static void chan_free(int slot)
     g.ctls[slot] = NULL;
 }
 
-static void accept_control(void)
-{
+static void accept_control(void) {
     int fd = accept_fd(g.control_fd);
     struct chan *ch;
 
@@ -1101,16 +1027,14 @@ static void accept_control(void)
 
 /* ---- the select() loop -------------------------------------------------- */
 
-static void watch(fd_set *set, int fd, int *maxfd)
-{
+static void watch(fd_set *set, int fd, int *maxfd) {
     FD_SET(fd, set);
     if (fd > *maxfd) {
         *maxfd = fd;
     }
 }
 
-static bool wants_read(const struct conn *c, int i)
-{
+static bool wants_read(const struct conn *c, int i) {
     if (c->fd[i] < 0 || c->dir[i].eof || (i == SERVER && c->connecting)) {
         return false;
     }
@@ -1118,8 +1042,7 @@ static bool wants_read(const struct conn *c, int i)
     return discarding(c, i) || c->dir[i].in.len < BUF_CAP;
 }
 
-static bool wants_write(const struct conn *c, int i)
-{
+static bool wants_write(const struct conn *c, int i) {
     if (c->fd[i] < 0) {
         return false;
     }
@@ -1129,8 +1052,7 @@ static bool wants_write(const struct conn *c, int i)
     return c->dir[1 - i].out.len > 0;
 }
 
-static int fill_sets(fd_set *r, fd_set *w)
-{
+static int fill_sets(fd_set *r, fd_set *w) {
     int maxfd = -1;
 
     FD_ZERO(r);
@@ -1162,16 +1084,14 @@ static int fill_sets(fd_set *r, fd_set *w)
     return maxfd;
 }
 
-static void earliest(int64_t *t, int64_t when)
-{
+static void earliest(int64_t *t, int64_t when) {
     if (when < *t) {
         *t = when;
     }
 }
 
 /* The next moment a timer needs us, as a select() wait in ms; -1: none. */
-static int64_t next_wait(int64_t now)
-{
+static int64_t next_wait(int64_t now) {
     int64_t t = INT64_MAX;
     struct chunk_hdr h;
 
@@ -1204,8 +1124,7 @@ static int64_t next_wait(int64_t now)
     return t == INT64_MAX ? -1 : (t > now ? t - now : 0);
 }
 
-static void drain_wake_pipe(void)
-{
+static void drain_wake_pipe(void) {
     char tmp[64];
 
     while (read_retry(g.wake_fd[0], tmp, sizeof tmp) > 0) {
@@ -1216,8 +1135,7 @@ static void drain_wake_pipe(void)
 /* Reads, connects and accepts. Accepts come after the connections: a new
  * socket may reuse the number of one closed above, and must not be taken
  * for "ready" by this turn's (stale) fd sets. */
-static void handle_events(fd_set *r, fd_set *w, int64_t now)
-{
+static void handle_events(fd_set *r, fd_set *w, int64_t now) {
     if (FD_ISSET(g.wake_fd[0], r)) {
         drain_wake_pipe();
     }
@@ -1233,8 +1151,7 @@ static void handle_events(fd_set *r, fd_set *w, int64_t now)
         chan_read(&g.stdin_chan, now);
     }
     for (int s = 0; s < MAX_CTLS; s++) {
-        if (g.ctls[s] != NULL && !g.ctls[s]->closing &&
-            FD_ISSET(g.ctls[s]->fd, r)) {
+        if (g.ctls[s] != NULL && !g.ctls[s]->closing && FD_ISSET(g.ctls[s]->fd, r)) {
             chan_read(g.ctls[s], now);
         }
     }
@@ -1245,8 +1162,7 @@ static void handle_events(fd_set *r, fd_set *w, int64_t now)
 
 /* Timers, framing, faults, writes and closes: run every turn, after the
  * commands, so a command takes effect at once. */
-static void service_all(int64_t now)
-{
+static void service_all(int64_t now) {
     if (g.down && g.down_until != 0 && now >= g.down_until) {
         g.down = false;
         g.down_until = 0;
@@ -1272,8 +1188,7 @@ static void service_all(int64_t now)
     }
 }
 
-static void loop_once(void)
-{
+static void loop_once(void) {
     fd_set r, w;
     int maxfd = fill_sets(&r, &w);
     int64_t wait = next_wait(now_ms());
@@ -1298,8 +1213,7 @@ static void loop_once(void)
 
 /* ---- start-up and shut-down --------------------------------------------- */
 
-static void on_signal(int sig)
-{
+static void on_signal(int sig) {
     int saved = errno;
     ssize_t r;
 
@@ -1311,12 +1225,10 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static void setup_signals(void)
-{
+static void setup_signals(void) {
     struct sigaction sa;
 
-    if (pipe(g.wake_fd) < 0 || set_nonblock(g.wake_fd[0]) < 0 ||
-        set_nonblock(g.wake_fd[1]) < 0) {
+    if (pipe(g.wake_fd) < 0 || set_nonblock(g.wake_fd[0]) < 0 || set_nonblock(g.wake_fd[1]) < 0) {
         die("pipe: %s", strerror(errno));
     }
     g_wake_wr = g.wake_fd[1];
@@ -1331,8 +1243,7 @@ static void setup_signals(void)
 }
 
 /* Listen on 127.0.0.1:port (0: the OS chooses); *bound gets the port. */
-static int listen_on(int port, int *bound)
-{
+static int listen_on(int port, int *bound) {
     struct sockaddr_in a;
     socklen_t len = sizeof a;
     int one = 1;
@@ -1346,18 +1257,15 @@ static int listen_on(int port, int *bound)
         die("socket: %s", strerror(errno));
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0 ||
-        set_nonblock(fd) < 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, LISTEN_BACKLOG) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0 || set_nonblock(fd) < 0) {
         die("cannot listen on 127.0.0.1:%d: %s", port, strerror(errno));
     }
     *bound = ntohs(a.sin_port);
     return fd;
 }
 
-static void resolve_server(void)
-{
+static void resolve_server(void) {
     struct addrinfo hints;
     char port[16];
     int rc;
@@ -1373,16 +1281,16 @@ static void resolve_server(void)
     }
 }
 
-static void usage(const char *why)
-{
-    fprintf(stderr, "proxy: %s\nusage: proxy --server-port N "
+static void usage(const char *why) {
+    fprintf(stderr,
+            "proxy: %s\nusage: proxy --server-port N "
             "[--server-host H] [--listen-port N] [--control-port N] "
-            "[--fault CMD]...\n", why);
+            "[--fault CMD]...\n",
+            why);
     exit(2);
 }
 
-static int parse_port(const char *s, long long min)
-{
+static int parse_port(const char *s, long long min) {
     long long v;
 
     if (!parse_number(s, min, 65535, &v)) {
@@ -1391,8 +1299,7 @@ static int parse_port(const char *s, long long min)
     return (int)v;
 }
 
-static int parse_args(int argc, char **argv, const char **faults)
-{
+static int parse_args(int argc, char **argv, const char **faults) {
     int nfaults = 0;
 
     g.server_host = "127.0.0.1";
@@ -1409,8 +1316,7 @@ static int parse_args(int argc, char **argv, const char **faults)
             g.listen_port = parse_port(val, 0);
         } else if (strcmp(opt, "--control-port") == 0) {
             g.control_port = parse_port(val, 0);
-        } else if (strcmp(opt, "--fault") == 0 &&
-                   nfaults < MAX_STARTUP_FAULTS) {
+        } else if (strcmp(opt, "--fault") == 0 && nfaults < MAX_STARTUP_FAULTS) {
             faults[nfaults++] = val;
         } else {
             usage("unknown option (or too many --fault)");
@@ -1423,8 +1329,7 @@ static int parse_args(int argc, char **argv, const char **faults)
 }
 
 /* --fault commands: run as if typed; a bad one is a start-up error. */
-static void apply_startup_faults(const char **faults, int n)
-{
+static void apply_startup_faults(const char **faults, int n) {
     char reply[256];
 
     for (int i = 0; i < n; i++) {
@@ -1439,8 +1344,7 @@ static void apply_startup_faults(const char **faults, int n)
     }
 }
 
-static void cleanup(void)
-{
+static void cleanup(void) {
     close_all_conns("proxy stopping");
     for (int s = 0; s < MAX_CTLS; s++) {
         if (g.ctls[s] != NULL) {
@@ -1455,8 +1359,7 @@ static void cleanup(void)
     close(g.wake_fd[1]);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *faults[MAX_STARTUP_FAULTS];
     int nfaults = parse_args(argc, argv, faults);
     int lport, cport;
@@ -1472,7 +1375,8 @@ int main(int argc, char **argv)
     g.stdin_open = true;
     apply_startup_faults(faults, nfaults);
     logmsg("listening on 127.0.0.1:%d, control on 127.0.0.1:%d, "
-           "forwarding to %s:%d", lport, cport, g.server_host, g.server_port);
+           "forwarding to %s:%d",
+           lport, cport, g.server_host, g.server_port);
     while (!g_stop) {
         loop_once();
     }

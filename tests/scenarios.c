@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WAIT_MS 8000    /* deadline of any single wait in a run */
+#define WAIT_MS 8000 /* deadline of any single wait in a run */
 #define LOCK_HOLD_MS 500 /* how long the database stays locked */
 
 struct lab {
@@ -225,16 +225,15 @@ static void phase_stall(struct lab *l) {
 
 const struct scenario lab_scenarios[] = {
     {"down", "network down while typing",
-     "step 1 drops the lines typed while disconnected; step 2 keeps them until it reconnects.",
-     phase_down},
+     "step 1 drops the lines typed while disconnected; step 2 keeps them until it reconnects.", phase_down},
     {"cut", "connection cut, message on the wire",
-     "the line dies with the connection; steps 1-2 never learn it; step 3 resends it (no ack).",
-     phase_cut},
+     "the line dies with the connection; steps 1-2 never learn it; step 3 resends it (no ack).", phase_cut},
     {"ack", "ack lost",
      "the server stored it; step 3 never saw the ack and stores it again; step 4's UNIQUE offset stops that.",
      phase_ack_lost},
     {"kill", "server killed and restarted",
-     "a line waiting in the dead connection is gone (steps 1-2); a stored but unacked one comes back twice (step 3).",
+     "a line waiting in the dead connection is gone (steps 1-2); a stored but unacked one comes back twice "
+     "(step 3).",
      phase_server_killed},
     {"lock", "database locked",
      "the inserts fail; steps 1-2 lose those lines; steps 3-4 get no ack and retry until the lock is gone.",
@@ -279,7 +278,8 @@ static char *expected_output(const char *db) {
     char *out = calloc(1, cap);
     REQUIRE(out != NULL && sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     sqlite3_busy_timeout(h, 2000);
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages ORDER BY id", -1, &st, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages ORDER BY id", -1, &st, NULL) ==
+            SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW && len + 64 < cap) {
         len += (size_t)snprintf(out + len, cap - len, "%lld %s\n", (long long)sqlite3_column_int64(st, 0),
                                 (const char *)sqlite3_column_text(st, 1));

@@ -9,20 +9,20 @@
 #define SCENARIOS_H
 
 struct outcome {
-    int typed;         /* messages typed into the sender */
-    int lost;          /* typed, but in no row */
-    int dup;           /* extra rows: a message stored n times adds n-1 */
-    int rows;          /* rows in the table at the end */
-    int receiver_ok;   /* the receiver printed every row once, in id order */
+    int typed; /* messages typed into the sender */
+    int lost; /* typed, but in no row */
+    int dup; /* extra rows: a message stored n times adds n-1 */
+    int rows; /* rows in the table at the end */
+    int receiver_ok; /* the receiver printed every row once, in id order */
     int sender_status; /* the sender's exit status after stdin closed */
 };
 
 struct lab;
 
 struct scenario {
-    const char *key;   /* for the command line: lab --scenario KEY */
+    const char *key; /* for the command line: lab --scenario KEY */
     const char *title; /* the table's row label */
-    const char *why;   /* one line: what happens at the weakest step */
+    const char *why; /* one line: what happens at the weakest step */
     void (*phase)(struct lab *l); /* the fault; NULL: every fault, shuffled */
 };
 

@@ -6,11 +6,11 @@
 
 #define MAX_TESTS 512
 
-extern const struct test basics_tests[];   /* test_basics.c: one server and its clients, bad input */
+extern const struct test basics_tests[]; /* test_basics.c: one server and its clients, bad input */
 extern const int basics_count;
 extern const struct test delivery_tests[]; /* test_delivery.c: each step's guarantee and weakness */
 extern const int delivery_count;
-extern const struct test lab_tests[];      /* test_lab.c: the lab's table, cell by cell */
+extern const struct test lab_tests[]; /* test_lab.c: the lab's table, cell by cell */
 extern const int lab_count;
 
 #endif

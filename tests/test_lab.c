@@ -58,8 +58,10 @@ static void check_cell(const char *key, int step) {
     CHECK_EQ_INT(out.sender_status, 0);
 }
 
-#define CELL(key, step) \
-    static void cell_##key##_##step(void) { check_cell(#key, step); }
+#define CELL(key, step)                                                                                      \
+    static void cell_##key##_##step(void) {                                                                  \
+        check_cell(#key, step);                                                                              \
+    }
 #define ROW(key) CELL(key, 1) CELL(key, 2) CELL(key, 3) CELL(key, 4)
 ROW(down)
 ROW(cut)
@@ -69,7 +71,8 @@ ROW(lock)
 ROW(stall)
 ROW(mixed)
 
-#define T(key, step, claim) {"lab step" #step " " #key ": " claim, cell_##key##_##step}
+#define T(key, step, claim)                                                                                  \
+    { "lab step" #step " " #key ": " claim, cell_##key##_##step }
 const struct test lab_tests[] = {
     T(down, 1, "lines typed while the network is down are lost"),
     T(down, 2, "nothing typed while down is lost"),

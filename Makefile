@@ -22,6 +22,11 @@ test: all
 demo: all
 	@tests/lab
 
+# Regenerate the diffs and figures shown in README.md and TUTORIAL.md from
+# the code (a test fails when they are out of date).
+diffs: all
+	tests/docs README.md TUTORIAL.md
+
 # One .clang-format for the whole tree: formatting never shows up in a step diff.
 SOURCES = $(wildcard common/*.[ch] step*/*.c tests/*.[ch])
 format:
@@ -35,4 +40,4 @@ format-check:
 clean:
 	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
 
-.PHONY: all common $(STEPS) tests test demo format format-check clean
+.PHONY: all common $(STEPS) tests test demo diffs format format-check clean

@@ -148,6 +148,19 @@ static struct run *find_run(int scenario, int step) {
     return NULL;
 }
 
+/* The last wanted column: no padding after it. */
+static int last_step(void) {
+    int last = 0;
+    for (int s = 0; s < lab_nsteps; s++) {
+        last = lab.want_step[s] ? s : last;
+    }
+    return last;
+}
+
+static int width(int s) {
+    return s == last_step() ? 0 : 16;
+}
+
 static void print_cell(const struct run *r) {
     char cell[32];
     if (!r->ok) {
@@ -156,20 +169,21 @@ static void print_cell(const struct run *r) {
         snprintf(cell, sizeof cell, "lost %d, dup %d%s", r->out.lost, r->out.dup,
                  r->out.receiver_ok ? "" : " !");
     }
-    printf("  %s%-16s%s", paint(!r->ok || r->out.lost, r->out.dup), cell, lab.color ? "\033[0m" : "");
+    printf("  %s%-*s%s", paint(!r->ok || r->out.lost, r->out.dup), width(r->step), cell,
+           lab.color ? "\033[0m" : "");
 }
 
 static void print_header(void) {
     printf("%-38s", "");
     for (int s = 0; s < lab_nsteps; s++) {
         if (lab.want_step[s]) {
-            printf("  step %-11d", lab_steps[s].step);
+            printf("  step %-*d", width(s) ? width(s) - 5 : 0, lab_steps[s].step);
         }
     }
     printf("\n%-38s", "");
     for (int s = 0; s < lab_nsteps; s++) {
         if (lab.want_step[s]) {
-            printf("  %-16s", lab_steps[s].guarantee);
+            printf("  %-*s", width(s), lab_steps[s].guarantee);
         }
     }
     printf("\n");
@@ -186,7 +200,7 @@ static void print_receiver_row(void) {
             }
         }
         if (lab.want_step[s]) {
-            printf("  %d of %-11d", good, all);
+            printf("  %d of %-*d", good, width(s) ? width(s) - 5 : 0, all);
         }
     }
     printf("\n");
@@ -203,7 +217,7 @@ static void print_errors(void) {
 }
 
 static int print_table(void) {
-    printf("\nThe delivery lab: numbered messages typed into a sender; a receiver reads;\n"
+    printf("The delivery lab: numbered messages typed into a sender; a receiver reads;\n"
            "both go through the fault proxy. Seed %u.\n\n",
            lab.seed);
     print_header();

@@ -138,14 +138,32 @@ static void hold_for(int ms) {
     }
 }
 
-/* Steps with acks keep every message until it is stored: before the next
- * fault of a mixed run, let them finish. Other steps have nothing kept. */
+/* Did the sender say it gave message m<i> up? ("client: gave up ...: m3",
+ * or "...: <offset> m3" in step 4) */
+static int given_up(struct lab *l, int i) {
+    char tail[32];
+    int n = snprintf(tail, sizeof tail, " m%d\n", i);
+    for (const char *s = l->sender->err; (s = strstr(s, "client: gave up")) != NULL; s++) {
+        const char *eol = strchr(s, '\n');
+        if (eol != NULL && eol - s >= n && strncmp(eol + 1 - n, tail, (size_t)n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Before a fault, let the sender finish what it has: steps with acks keep
+ * every message until it is stored or given up; and every client prints
+ * each stored row, the sender too. The server writes a message's
+ * broadcast and its ack together, so once the sender has printed every
+ * row, it has read every ack: a fault now cannot catch an ack in flight. */
 static void wait_settled(struct lab *l) {
     char where[64];
     for (int i = 1; l->acks && i <= l->typed; i++) {
         snprintf(where, sizeof where, "content = 'm%d'", i);
-        WAIT_UNTIL(db_count(l->db, where) > 0, WAIT_MS);
+        WAIT_UNTIL(db_count(l->db, where) > 0 || given_up(l, i), WAIT_MS);
     }
+    WAIT_UNTIL(proc_out_lines(l->sender) >= db_count(l->db, "1"), WAIT_MS);
 }
 
 /* ---------------------------------------------------------------------
@@ -265,8 +283,8 @@ static void phase_mixed(struct lab *l, unsigned seed) {
         order[j] = t;
     }
     for (int i = 0; i < n; i++) {
-        wait_settled(l);
         lab_scenarios[order[i]].phase(l);
+        wait_settled(l);
     }
 }
 
@@ -318,6 +336,7 @@ void lab_run(int step, int index, unsigned seed, struct outcome *out) {
     lab_start(&l, step);
     type_messages(&l, 2);
     WAIT_UNTIL(proc_out_lines(l.receiver) >= 2, WAIT_MS);
+    wait_settled(&l);
     if (lab_scenarios[index].phase != NULL) {
         lab_scenarios[index].phase(&l);
     } else {

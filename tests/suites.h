@@ -12,5 +12,7 @@ extern const struct test delivery_tests[]; /* test_delivery.c: each step's guara
 extern const int delivery_count;
 extern const struct test lab_tests[]; /* test_lab.c: the lab's table, cell by cell */
 extern const int lab_count;
+extern const struct test docs_tests[]; /* test_docs.c: the documents match the code */
+extern const int docs_count;
 
 #endif

@@ -19,5 +19,6 @@ int main(int argc, char **argv) {
     add(all, &n, basics_tests, basics_count);
     add(all, &n, delivery_tests, delivery_count);
     add(all, &n, lab_tests, lab_count);
+    add(all, &n, docs_tests, docs_count);
     return run_tests(argc, argv, all, n);
 }

@@ -1,0 +1,217 @@
+/* docs.c -- keep README.md and TUTORIAL.md true to the code.
+ *
+ *   tests/docs [--root DIR] FILE...          regenerate the generated blocks (make diffs)
+ *   tests/docs [--root DIR] --check FILE...  exit 1 if a generated block is out of date
+ *   tests/docs [--root DIR] --run FILE...    run every ```sh run block; exit 1 if one fails
+ *
+ * A generated block is the text between a marker line and "<!-- end -->":
+ *   <!-- diff: step2/client.c step3/client.c -->   diff -u -p of the two files
+ *   <!-- output: tests/lab --step 3 -->            what the command prints on stdout
+ * The block holds the fenced output, so the documents show the real diffs and
+ * the real figures, and a test fails when they no longer match the code.
+ *
+ * One exception, in --check only: the lab's shuffled row ("all faults") may
+ * differ by a message from run to run (see TUTORIAL.md, "The lab"), so its
+ * counts are not compared; test_lab.c asserts its guarantees instead. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define END_MARK "<!-- end -->"
+#define VARYING_ROW "all faults"
+
+enum mode { GENERATE, CHECK, RUN };
+
+struct text {
+    char *data;
+    size_t len, cap;
+};
+
+static void text_add(struct text *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->data = realloc(t->data, t->cap);
+        if (t->data == NULL) {
+            perror("docs");
+            exit(2);
+        }
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+}
+
+static char *read_file(const char *path) {
+    struct text t = {0};
+    char chunk[8192];
+    size_t n;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        perror(path);
+        exit(2);
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        text_add(&t, chunk, n);
+    }
+    fclose(f);
+    text_add(&t, "", 0);
+    return t.data;
+}
+
+/* What a shell command prints on stdout, and whether it exited 0. */
+static char *command_output(const char *cmd, int *ok) {
+    struct text t = {0};
+    char chunk[8192];
+    size_t n;
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        perror("popen");
+        exit(2);
+    }
+    text_add(&t, "", 0);
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) {
+        text_add(&t, chunk, n);
+    }
+    int status = pclose(p);
+    *ok = WIFEXITED(status) && (WEXITSTATUS(status) == 0 || strncmp(cmd, "diff ", 5) == 0);
+    return t.data;
+}
+
+/* The block a marker stands for: a fenced diff or a fenced output. */
+static char *generate(const char *marker, size_t len, int *ok) {
+    char arg[512], cmd[1200], a[256], b[256];
+    const char *lang = "text";
+    snprintf(arg, sizeof arg, "%.*s", (int)len, marker);
+    if (sscanf(arg, "<!-- diff: %255s %255s -->", a, b) == 2) {
+        snprintf(cmd, sizeof cmd, "diff -u -p -L %s -L %s %s %s", a, b, a, b);
+        lang = "diff";
+    } else {
+        char *end = strstr(arg, " -->");
+        snprintf(cmd, sizeof cmd, "%.*s 2>/dev/null", (int)(end - arg - 13), arg + 13);
+    }
+    char *out = command_output(cmd, ok);
+    struct text t = {0};
+    text_add(&t, "```", 3);
+    text_add(&t, lang, strlen(lang));
+    text_add(&t, "\n", 1);
+    text_add(&t, out, strlen(out));
+    text_add(&t, "```\n", 4);
+    free(out);
+    return t.data;
+}
+
+/* Compare two blocks line by line, skipping the counts of the varying row. */
+static int same_block(const char *old, const char *new) {
+    while (*old != '\0' || *new != '\0') {
+        size_t lo = strcspn(old, "\n"), ln = strcspn(new, "\n");
+        int varying = strncmp(old, VARYING_ROW, strlen(VARYING_ROW)) == 0 &&
+                      strncmp(new, VARYING_ROW, strlen(VARYING_ROW)) == 0;
+        if (!varying && (lo != ln || memcmp(old, new, lo) != 0)) {
+            fprintf(stderr, "  expected: %.*s\n  found:    %.*s\n", (int)ln, new, (int)lo, old);
+            return 0;
+        }
+        old += lo + (old[lo] == '\n');
+        new += ln + (new[ln] == '\n');
+    }
+    return 1;
+}
+
+static int is_marker(const char *p) {
+    return strncmp(p, "<!-- diff: ", 11) == 0 || strncmp(p, "<!-- output: ", 13) == 0;
+}
+
+/* Regenerate (or check) every block of one file. Returns 0 if all is well.
+ * `copied` is how far the original text has gone into `out`. */
+static int process_generated(const char *path, enum mode mode) {
+    char *doc = read_file(path);
+    const char *p = doc, *copied = doc;
+    struct text out = {0};
+    int bad = 0;
+    text_add(&out, "", 0);
+    while ((p = strstr(p, "<!-- ")) != NULL) {
+        const char *eol = strchr(p, '\n'), *end = eol ? strstr(eol, END_MARK) : NULL;
+        int ok = 1;
+        if (!is_marker(p) || end == NULL) {
+            p += 5;
+            continue;
+        }
+        char *block = generate(p, (size_t)(eol - p), &ok);
+        char *old = strndup(eol + 1, (size_t)(end - eol - 1));
+        if (!ok || (mode == CHECK && !same_block(old, block))) {
+            fprintf(stderr, "%s: %.*s %s\n", path, (int)(eol - p), p,
+                    ok ? "is out of date (make diffs)" : "failed");
+            bad = 1;
+        }
+        text_add(&out, copied, (size_t)(eol + 1 - copied));
+        text_add(&out, block, strlen(block));
+        copied = end;
+        p = end + strlen(END_MARK);
+        free(old);
+        free(block);
+    }
+    text_add(&out, copied, strlen(copied));
+    if (mode == GENERATE && !bad) {
+        FILE *f = fopen(path, "w");
+        if (f == NULL || fwrite(out.data, 1, out.len, f) != out.len || fclose(f) != 0) {
+            perror(path);
+            bad = 1;
+        }
+    }
+    free(out.data);
+    free(doc);
+    return bad;
+}
+
+/* Run every block fenced as ```sh run, each as one sh -e script. */
+static int process_runnable(const char *path) {
+    char *doc = read_file(path), *p = doc;
+    int bad = 0;
+    while ((p = strstr(p, "```sh run\n")) != NULL) {
+        char *body = p + strlen("```sh run\n"), *end = strstr(body, "```");
+        if (end == NULL) {
+            break;
+        }
+        *end = '\0';
+        fprintf(stderr, "%s: running: %s", path, body);
+        char *script = malloc(strlen(body) + 32);
+        sprintf(script, "set -e\n%s", body);
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+            _exit(127);
+        }
+        int status = -1;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "%s: FAILED: %s", path, body);
+            bad = 1;
+        }
+        free(script);
+        p = end + 1;
+    }
+    free(doc);
+    return bad;
+}
+
+int main(int argc, char **argv) {
+    enum mode mode = GENERATE;
+    int bad = 0, i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--check") == 0) {
+            mode = CHECK;
+        } else if (strcmp(argv[i], "--run") == 0) {
+            mode = RUN;
+        } else if (strcmp(argv[i], "--root") == 0 && i + 1 < argc && chdir(argv[++i]) == 0) {
+            continue;
+        } else {
+            fprintf(stderr, "usage: docs [--root DIR] [--check | --run] FILE...\n");
+            return 2;
+        }
+    }
+    for (; i < argc; i++) {
+        bad |= mode == RUN ? process_runnable(argv[i]) : process_generated(argv[i], mode);
+    }
+    return bad;
+}

@@ -13,7 +13,9 @@
 #define MAX_LINE 4096
 
 /* One chat message. Leaves room on a line for the verb, ids and offsets.
- * The client refuses a longer typed line and says so on stderr. */
+ * The server answers a longer one with "ERR message too long" (stored, it
+ * would not fit on a CHAT line); the client refuses a longer typed line
+ * before sending it, and says so on stderr. */
 #define MAX_TEXT (MAX_LINE - 96)
 
 /* Connected clients. select() cannot watch an fd >= FD_SETSIZE at all,

@@ -213,6 +213,11 @@ static void on_msg(struct client *c, const char *text) {
         send_error(c, "empty message");
         return;
     }
+    /* Stored, a longer text could not fit on a CHAT line to anyone. */
+    if (strlen(text) > MAX_TEXT) {
+        send_error(c, "message too long");
+        return;
+    }
     int rc = store_insert(server.store, NULL, text, &id);
     if (rc != SQLITE_OK) {
         fprintf(stderr, "server: insert failed: %s (message lost)\n", store_errmsg(server.store));

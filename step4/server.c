@@ -231,6 +231,11 @@ static void on_msg(struct client *c, char *arg) {
         send_error(c, "empty message");
         return;
     }
+    /* Stored, a longer text could not fit on a CHAT line to anyone. */
+    if (strlen(text) > MAX_TEXT) {
+        send_error(c, "message too long");
+        return;
+    }
     int rc = store_insert(server.store, offset, text, &id);
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
         /* Stored by an earlier attempt whose ack was lost. Only this

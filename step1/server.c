@@ -413,7 +413,11 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
         if (c == NULL) {
             continue;
         }
-        FD_SET(fd, rd);
+        /* After the peer's end of file its socket stays readable for ever:
+         * watching it would wake us in a loop while its output drains. */
+        if (!c->peer_eof) {
+            FD_SET(fd, rd);
+        }
         if (buf_pending(&c->out) > 0) {
             FD_SET(fd, wr);
         }
@@ -500,7 +504,10 @@ static void start_up(void) {
         exit(1);
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
-    srand((unsigned)getpid());
+    if (server.spare_fd == -1) {
+        perror("server: open /dev/null");
+        exit(1);
+    }
     fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen_fd),
             server.db_path);
 }

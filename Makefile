@@ -17,7 +17,7 @@ tests: $(STEPS)
 	$(MAKE) -C tests
 
 test: all
-	$(MAKE) -C tests run
+	@$(MAKE) --no-print-directory -C tests run
 
 demo: all
 	@tests/lab

@@ -12,7 +12,7 @@ static void run_docs_tool(const char *mode) {
     const char *argv[] = {bin_path("tests/docs"), "--root", bin_path("."), mode, "README.md",
                           "TUTORIAL.md",          NULL};
     struct proc *p = proc_start("docs", argv);
-    CHECK_EQ_INT(proc_wait_exit(p, 25000), 0);
+    CHECK_EQ_INT(proc_wait_exit(p, 80000), 0);
 }
 
 static void generated_blocks_match(void) {

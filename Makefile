@@ -2,6 +2,7 @@
 #   make          build common/, every step, the tests and the lab
 #   make demo     the delivery lab: which faults lose or duplicate messages, per step
 #   make test     the test suite; ends with "N passed, N failed"
+#   make bench    the price of each guarantee: msg/s, latency, memory (under a minute)
 #   make -C step1 build one step alone
 STEPS := $(patsubst %/Makefile,%,$(sort $(wildcard step*/Makefile)))
 
@@ -22,6 +23,10 @@ test: all
 demo: all
 	@tests/lab
 
+# The price of each guarantee: throughput, latency and memory per step.
+bench: all
+	tests/bench
+
 # Regenerate the diffs and figures shown in README.md and TUTORIAL.md from
 # the code (a test fails when they are out of date).
 diffs: all
@@ -40,4 +45,4 @@ format-check:
 clean:
 	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
 
-.PHONY: all common $(STEPS) tests test demo diffs format format-check clean
+.PHONY: all common $(STEPS) tests test demo bench diffs format format-check clean

@@ -65,6 +65,11 @@ enum line_result line_next(struct line_reader *r, char **line) {
     return LINE_READY;
 }
 
+int line_ready(const struct line_reader *r) {
+    size_t avail = r->len - r->start;
+    return memchr(r->data + r->start, '\n', avail) != NULL || avail >= sizeof r->data;
+}
+
 void line_skip(struct line_reader *r) {
     r->start = r->len = 0;
     r->skipping = 1;

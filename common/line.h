@@ -35,6 +35,10 @@ ssize_t line_fill(struct line_reader *r, int fd);
  * in place. It stays valid until the next line_fill(). */
 enum line_result line_next(struct line_reader *r, char **line);
 
+/* 1 if line_next() has something to return without reading more: a
+ * complete line, or a full buffer (too long). */
+int line_ready(const struct line_reader *r);
+
 /* After LINE_TOO_LONG: drop what is buffered and the rest of that line,
  * up to its newline, and go on with the next one. */
 void line_skip(struct line_reader *r);

@@ -5,10 +5,20 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* We write whole protocol lines and want each to leave at once. Nagle's
+ * algorithm would hold a small line back until the previous one is
+ * acknowledged, and with the peer's delayed ACK that costs up to 40 ms:
+ * an ack line that waits 40 ms caps a client at 25 messages a second. */
+static void set_nodelay(int fd) {
+    int yes = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+}
 
 int net_set_nonblock(int fd, char *err) {
     int flags = fcntl(fd, F_GETFL);
@@ -93,6 +103,7 @@ int net_accept(int listen_fd) {
                     close(fd);
                     return -1;
                 }
+                set_nodelay(fd);
             }
             return fd;
         }
@@ -116,6 +127,7 @@ int net_connect_start(const char *host, int port, int *done, char *err) {
         freeaddrinfo(res);
         return -1;
     }
+    set_nodelay(fd);
     int rc = connect(fd, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     *done = (rc == 0);

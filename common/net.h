@@ -20,12 +20,14 @@ int net_listen(const char *host, int port, char *err);
 /* The port a socket is bound to (useful after listening on port 0). */
 int net_local_port(int fd);
 
-/* Accept one connection, retrying EINTR, non-blocking. Returns the new fd,
- * -1 with errno EAGAIN when there is none waiting, -1 with another errno
- * on a real error (EMFILE: out of descriptors). */
+/* Accept one connection, retrying EINTR: non-blocking, with TCP_NODELAY
+ * (see net.c). Returns the new fd, -1 with errno EAGAIN when there is
+ * none waiting, -1 with another errno on a real error (EMFILE: out of
+ * descriptors). */
 int net_accept(int listen_fd);
 
-/* Start a non-blocking connect to host:port. Returns the fd, or -1.
+/* Start a non-blocking connect to host:port (TCP_NODELAY). Returns the fd,
+ * or -1.
  * *done is 1 when the connection completed at once, 0 when it is in
  * progress: wait for writability, then call net_connect_result(). */
 int net_connect_start(const char *host, int port, int *done, char *err);

@@ -98,7 +98,8 @@ static struct {
     int given_up; /* messages that ran out of retries */
     char client_id[17]; /* random, hex: the first half of every offset */
     long long counter; /* the second half: messages typed so far */
-    int quitting; /* stdin is at its end */
+    int stdin_eof; /* stdin has ended */
+    int quitting; /* every typed line is taken: finishing */
     int done;
 } client;
 
@@ -134,10 +135,6 @@ static void send_line(const char *fmt, ...) {
 /* ---------------------------------------------------------------------
  * The send buffer: messages typed but not yet handed to the socket
  * ------------------------------------------------------------------- */
-
-static int queue_full(void) {
-    return client.queue_len == SEND_BUFFER_MAX;
-}
 
 static void queue_push(const char *text) {
     char *copy = malloc(strlen(text) + 1);
@@ -309,29 +306,42 @@ static void on_stdin_eof(void) {
     }
 }
 
-static void handle_stdin(void) {
+/* Is there room to take one more typed line? It goes to the queue. */
+static int has_room(void) {
+    return client.queue_len < SEND_BUFFER_MAX;
+}
+
+/* Take complete typed lines while there is room for them. The others
+ * wait in the line reader, and stdin is not read while any waits: the
+ * user's input is held back instead of dropped. */
+static void take_typed_lines(void) {
     char *line;
-    enum line_result r;
+    while (has_room() && line_ready(&client.typed)) {
+        enum line_result r = line_next(&client.typed, &line);
+        if (r == LINE_READY) {
+            on_typed_line(line);
+        } else if (r == LINE_TOO_LONG) {
+            refuse_line("line too long");
+            line_skip(&client.typed);
+        } else if (r == LINE_HAS_NUL) {
+            refuse_line("line with a NUL byte");
+        }
+    }
+    if (client.stdin_eof && !client.quitting && !line_ready(&client.typed)) {
+        on_stdin_eof();
+    }
+}
+
+static void handle_stdin(void) {
     ssize_t n = line_fill(&client.typed, STDIN_FILENO);
     if (n == -1 && errno == EAGAIN) {
         return;
     }
     if (n <= 0) {
         line_finish(&client.typed); /* a last line without newline counts */
+        client.stdin_eof = 1;
     }
-    while ((r = line_next(&client.typed, &line)) != LINE_NEED_MORE) {
-        if (r == LINE_READY) {
-            on_typed_line(line);
-        } else if (r == LINE_TOO_LONG) {
-            refuse_line("line too long");
-            line_skip(&client.typed);
-        } else {
-            refuse_line("line with a NUL byte");
-        }
-    }
-    if (n <= 0) {
-        on_stdin_eof();
-    }
+    take_typed_lines();
 }
 
 /* ---------------------------------------------------------------------
@@ -469,12 +479,12 @@ static struct timeval next_timeout(void) {
     return tv;
 }
 
-/* Read stdin only while there is room to queue what is typed there. */
+/* Read stdin only while no typed line waits for room. */
 static int watch(fd_set *rd, fd_set *wr) {
     int maxfd = STDIN_FILENO;
     FD_ZERO(rd);
     FD_ZERO(wr);
-    if (!client.quitting && !queue_full()) {
+    if (!client.stdin_eof && !line_ready(&client.typed)) {
         FD_SET(STDIN_FILENO, rd);
     }
     if (client.fd != -1) {
@@ -568,6 +578,7 @@ int main(int argc, char **argv) {
             handle_socket_writable();
         }
         run_timers();
+        take_typed_lines(); /* room may have come: a flush, an ack */
         finish_if_done();
     }
     if (client.given_up > 0) {

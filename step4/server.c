@@ -73,6 +73,7 @@ static struct {
     struct store *store;
     struct client *clients[FD_SETSIZE]; /* indexed by fd */
     int nclients;
+    int maxfd; /* the highest fd in clients[]: loops stop there */
     volatile sig_atomic_t stop;
 } server;
 
@@ -92,6 +93,9 @@ static struct client *client_new(int fd) {
     c->ping_at = now_ms() + server.ping_interval;
     server.clients[fd] = c;
     server.nclients++;
+    if (fd > server.maxfd) {
+        server.maxfd = fd;
+    }
     fprintf(stderr, "server: %s connected\n", c->id);
     return c;
 }
@@ -99,6 +103,9 @@ static struct client *client_new(int fd) {
 static void client_free(struct client *c) {
     server.clients[c->fd] = NULL;
     server.nclients--;
+    while (server.maxfd > 0 && server.clients[server.maxfd] == NULL) {
+        server.maxfd--;
+    }
     close(c->fd);
     buf_free(&c->out);
     free(c);
@@ -123,18 +130,28 @@ static void client_close_soon(struct client *c, const char *why) {
     }
 }
 
-/* Queue one line for a client. A client whose output is full has stopped
- * reading: we cut it off instead of buffering without limit. It loses
- * nothing, because it asks for the missed rows when it reconnects. */
+/* Queue one line for a client. When its output is full, we first try to
+ * write some of it out (a burst may have filled it, not a dead reader);
+ * if that does not make room, the client has stopped reading: we cut it
+ * off instead of buffering without limit. It loses nothing, because it
+ * asks for the missed rows when it reconnects. */
 static void send_line(struct client *c, const char *fmt, ...) {
+    char line[MAX_LINE + 1];
     va_list ap;
     if (c->dead) {
         return;
     }
     va_start(ap, fmt);
-    int rc = buf_vprintf_line(&c->out, fmt, ap);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (rc == -1) {
+    if (n < 0 || n >= MAX_LINE) {
+        /* Only a row stored by other means can be this long. */
+        fprintf(stderr, "server: a line for %s is over %d bytes, not sent\n", c->id, MAX_LINE);
+        return;
+    }
+    line[n++] = '\n';
+    if (buf_append(&c->out, line, (size_t)n) == -1 &&
+        (buf_flush(&c->out, c->fd) == -1 || buf_append(&c->out, line, (size_t)n) == -1)) {
         client_drop(c, "output buffer full");
     }
 }
@@ -176,7 +193,7 @@ static void replay_more(struct client *c) {
 /* Send a new message to everyone. A client still replaying is skipped:
  * the row is in the database, and its replay will reach it in order. */
 static void broadcast(int64_t id, const char *text) {
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c != NULL && c->greeted && !c->replaying && !c->close_by) {
             send_chat(c, id, text);
@@ -384,7 +401,7 @@ static void finish_closing(struct client *c, long long now) {
 
 static void run_timers(void) {
     long long now = now_ms();
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c == NULL || c->dead) {
             continue;
@@ -407,7 +424,7 @@ static long long min_deadline(long long a, long long b) {
 /* How long select() may sleep: until the nearest timer of any client. */
 static struct timeval next_timeout(void) {
     long long next = 0, now = now_ms();
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c == NULL) {
             continue;
@@ -434,7 +451,7 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
     FD_ZERO(rd);
     FD_ZERO(wr);
     FD_SET(server.listen_fd, rd);
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c == NULL) {
             continue;
@@ -453,7 +470,7 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
 }
 
 static void serve_clients(fd_set *rd, fd_set *wr) {
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c != NULL && FD_ISSET(fd, rd) && !c->dead) {
             handle_readable(c);
@@ -465,7 +482,7 @@ static void serve_clients(fd_set *rd, fd_set *wr) {
 }
 
 static void free_dead_clients(void) {
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         if (server.clients[fd] != NULL && server.clients[fd]->dead) {
             client_free(server.clients[fd]);
         }
@@ -559,7 +576,7 @@ int main(int argc, char **argv) {
         run_timers();
         free_dead_clients();
     }
-    for (int fd = 0; fd < FD_SETSIZE; fd++) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
         if (server.clients[fd] != NULL) {
             client_free(server.clients[fd]);
         }

@@ -863,6 +863,33 @@ static void client_eof(int step) {
     free(rows);
 }
 
+/* A stdin far larger than the send buffer (1000 messages): the client
+ * must hold the rest back, not overflow its queue. The lines come from a
+ * file, as with "client < file", so the client reads as fast as it can. */
+static void client_big_stdin(int step) {
+    enum { LINES = 20000 };
+    struct proc *s = server_start(step, NULL, NULL);
+    const char *db = tmppath("chat.db"), *input = tmppath("input.txt");
+    FILE *f = fopen(input, "w");
+    REQUIRE(f != NULL);
+    for (int i = 1; i <= LINES; i++) {
+        fprintf(f, "big-%05d\n", i);
+    }
+    REQUIRE(fclose(f) == 0);
+    char port[16], rel[32];
+    snprintf(port, sizeof port, "%d", proc_port(s));
+    snprintf(rel, sizeof rel, "step%d/client", step);
+    const char *argv[] = {"/bin/sh", "-c", "exec \"$0\" --port \"$1\" < \"$2\"", bin_path(rel), port,
+                          input,     NULL};
+    struct proc *c = proc_start("big-stdin", argv);
+    CHECK_EQ_INT(proc_wait_exit(c, 30000), 0);
+    CHECK_EQ_INT(db_count(db, "1"), LINES);
+    CHECK_EQ_INT(db_scalar(db, "SELECT COUNT(DISTINCT content) FROM messages"), LINES);
+    /* In the order typed: the text of row i is big-<i>. */
+    CHECK_EQ_INT(db_count(db, "content != printf('big-%05d', id)"), 0);
+    CHECK_EQ_INT(proc_err_count(c, "not sent"), 0);
+}
+
 /* A listening socket of our own, standing in for a server. */
 static int fake_listen(int *port) {
     struct sockaddr_in sa;
@@ -1038,6 +1065,9 @@ FOR_1_4(slow_reader)
 FOR_ALL(server_frozen)
 FOR_ALL(display_escapes)
 FOR_ALL(client_eof)
+FOR_STEP(client_big_stdin, 2)
+FOR_STEP(client_big_stdin, 3)
+FOR_STEP(client_big_stdin, 4)
 FOR_ALL(client_heartbeat)
 FOR_ALL(socket_ids)
 FOR_ALL(cli_errors)
@@ -1071,6 +1101,10 @@ const struct test basics_tests[] = {
     T_ALL("client: a frozen server is noticed by heartbeat, and rejoined", server_frozen),
     T_ALL("client: control bytes are printed escaped, never raw", display_escapes),
     T_ALL("client: stdin lines then EOF: all sent and stored, exit 0", client_eof),
+    T(2, "client: a 20,000-line stdin is sent whole, in order (the send buffer holds back)",
+      client_big_stdin),
+    T(3, "client: a 20,000-line stdin is sent whole, in order (the queue holds back)", client_big_stdin),
+    T(4, "client: a 20,000-line stdin is sent whole, in order (the queue holds back)", client_big_stdin),
     T_ALL("client: a silent server is dropped after ping interval + timeout", client_heartbeat),
     T_ALL("server: two connections get different 20-char socket ids", socket_ids),
     T_ALL("server CLI: port taken or db unusable: exit 1 with a reason", cli_errors),

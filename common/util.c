@@ -44,17 +44,19 @@ int parse_long_arg(const char *s, long min, long max, long *out) {
 }
 
 int random_bytes(void *buf, size_t n) {
-    int fd = open("/dev/urandom", O_RDONLY);
+    /* Opened once and kept: a server out of file descriptors must still
+     * be able to name a new client. */
+    static int fd = -1;
     size_t got = 0;
+    if (fd == -1) {
+        fd = open("/dev/urandom", O_RDONLY);
+    }
     while (fd != -1 && got < n) {
         ssize_t r = read(fd, (char *)buf + got, n - got);
         if (r <= 0 && !(r == -1 && errno == EINTR)) {
             break;
         }
         got += r > 0 ? (size_t)r : 0;
-    }
-    if (fd != -1) {
-        close(fd);
     }
     return got == n ? 0 : -1;
 }

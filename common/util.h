@@ -19,7 +19,8 @@ int parse_int64(const char *s, int64_t *out);
 int parse_long_arg(const char *s, long min, long max, long *out);
 
 /* n random bytes from the operating system (/dev/urandom: POSIX systems
- * all have it, unlike getrandom()). 0 on success, -1 on failure. */
+ * all have it, unlike getrandom()), kept open after the first call.
+ * 0 on success, -1 on failure. */
 int random_bytes(void *buf, size_t n);
 
 /* A random id of 20 characters from [A-Za-z0-9_-] (15 random bytes in

@@ -76,6 +76,14 @@ static void say(const char *fmt, ...) {
     va_end(ap);
 }
 
+/* Text from the server is untrusted: it goes through show_text(), so it
+ * cannot drive the terminal. */
+static void say_shown(const char *what, const char *text) {
+    fprintf(stderr, "client: %s", what);
+    show_text(stderr, text);
+    fputc('\n', stderr);
+}
+
 /* With --verbose, show each protocol line: the wire view. */
 static void trace(const char *dir, const char *line) {
     if (client.verbose) {
@@ -226,16 +234,25 @@ static void handle_stdin(void) {
  * What the server sends
  * ------------------------------------------------------------------- */
 
-/* WELCOME <socket-id> <ping-interval> <ping-timeout> */
+/* WELCOME <socket-id> <ping-interval> <ping-timeout>. The numbers are
+ * checked: a hostile server must not overflow our deadlines. */
 static void on_welcome(char *arg) {
-    char id[32];
-    if (sscanf(arg, "%31s %ld %ld", id, &client.ping_interval, &client.ping_timeout) != 3) {
+    char *interval = strchr(arg, ' ');
+    char *timeout = interval ? strchr(interval + 1, ' ') : NULL;
+    if (timeout == NULL) {
+        disconnect("bad WELCOME");
+        return;
+    }
+    *interval++ = '\0';
+    *timeout++ = '\0';
+    if (parse_long_arg(interval, 1, 3600000, &client.ping_interval) == -1 ||
+        parse_long_arg(timeout, 1, 3600000, &client.ping_timeout) == -1) {
         disconnect("bad WELCOME");
         return;
     }
     client.state = CONNECTED;
     client.attempts = 0;
-    say("connected as %s", id);
+    say_shown("connected as ", arg);
 }
 
 /* CHAT <id> <text>: show it, unless we have seen that id already. */
@@ -270,7 +287,7 @@ static void handle_server_line(char *line) {
     } else if (strcmp(line, "PING") == 0) {
         send_line("PONG");
     } else if (strcmp(line, "ERR") == 0) {
-        say("server says: %s", arg);
+        say_shown("server says: ", arg);
     }
 }
 

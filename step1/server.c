@@ -286,6 +286,9 @@ static void handle_lines(struct client *c) {
 }
 
 static void handle_readable(struct client *c) {
+    if (c->close_by) {
+        line_init(&c->in); /* closing: input is read and thrown away */
+    }
     ssize_t n = line_fill(&c->in, c->fd);
     if (n == 0) {
         /* The peer half-closed. A partial last line is not a message. */
@@ -293,9 +296,7 @@ static void handle_readable(struct client *c) {
         client_close_soon(c, "end of input");
     } else if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
         client_drop(c, strerror(errno));
-    } else if (c->close_by) {
-        line_init(&c->in); /* closing: input is read and thrown away */
-    } else {
+    } else if (!c->close_by) {
         handle_lines(c);
     }
 }
@@ -319,21 +320,25 @@ static void refuse(int fd, const char *why) {
 
 /* Out of fds, accept() fails with EMFILE and the connection stays in the
  * queue: select() reports it again and again, a busy loop. So we keep one
- * spare fd, and give it up to accept and refuse that connection. */
-static void refuse_without_fds(void) {
+ * spare fd, and give it up to accept and refuse that connection. Returns
+ * -1 when there was none: EMFILE comes even with an empty queue. */
+static int refuse_without_fds(void) {
     close(server.spare_fd);
     int fd = net_accept(server.listen_fd);
     if (fd != -1) {
         refuse(fd, "out of file descriptors");
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
+    return fd;
 }
 
 static void accept_clients(void) {
     for (;;) {
         int fd = net_accept(server.listen_fd);
         if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
-            refuse_without_fds();
+            if (refuse_without_fds() == -1) {
+                return;
+            }
             continue;
         }
         if (fd == -1) {
@@ -343,7 +348,7 @@ static void accept_clients(void) {
         if (fd >= FD_SETSIZE || server.nclients >= MAX_CLIENTS) {
             refuse(fd, "too many clients");
         } else if (client_new(fd) == NULL) {
-            refuse(fd, "out of memory");
+            refuse(fd, "cannot set up a client");
         }
     }
 }
@@ -385,7 +390,7 @@ static void run_timers(void) {
         } else {
             heartbeat(c, now);
         }
-        if (c->replaying && buf_pending(&c->out) == 0) {
+        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
             replay_more(c);
         }
     }
@@ -404,7 +409,7 @@ static struct timeval next_timeout(void) {
             continue;
         }
         next = min_deadline(next, c->close_by ? c->close_by : (c->pong_by ? c->pong_by : c->ping_at));
-        if (c->replaying && buf_pending(&c->out) == 0) {
+        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
             next = min_deadline(next, now + REPLAY_RETRY_MS);
         }
     }

@@ -32,6 +32,10 @@ bench: all
 diffs: all
 	tests/docs README.md TUTORIAL.md
 
+# The same, and also the figures that depend on the machine (make bench).
+bench-doc: all
+	tests/docs --samples README.md TUTORIAL.md
+
 # One .clang-format for the whole tree: formatting never shows up in a step diff.
 SOURCES = $(wildcard common/*.[ch] step*/*.c tests/*.[ch])
 format:
@@ -45,4 +49,7 @@ format-check:
 clean:
 	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
 
-.PHONY: all common $(STEPS) tests test demo bench diffs format format-check clean
+.PHONY: all common $(STEPS) tests test demo bench bench-doc diffs format format-check clean
+
+# make check, make fuzz: the proof under stress (sanitizers, valgrind, fuzzing, static analysis).
+include tests/check.mk

@@ -3,10 +3,14 @@
  *   tests/docs [--root DIR] FILE...          regenerate the generated blocks (make diffs)
  *   tests/docs [--root DIR] --check FILE...  exit 1 if a generated block is out of date
  *   tests/docs [--root DIR] --run FILE...    run every ```sh run block; exit 1 if one fails
+ *   tests/docs [--root DIR] --samples FILE... also regenerate the sample blocks (slow: make bench-doc)
  *
  * A generated block is the text between a marker line and "<!-- end -->":
  *   <!-- diff: step2/client.c step3/client.c -->   diff -u -p of the two files
  *   <!-- output: tests/lab --step 3 -->            what the command prints on stdout
+ *   <!-- sample: tests/bench -->                   the same, for figures that depend on the
+ *                                                  machine: regenerated only with --samples,
+ *                                                  never compared
  * The block holds the fenced output, so the documents show the real diffs and
  * the real figures, and a test fails when they no longer match the code.
  *
@@ -22,7 +26,7 @@
 #define END_MARK "<!-- end -->"
 #define VARYING_ROW "all faults"
 
-enum mode { GENERATE, CHECK, RUN };
+enum mode { GENERATE, CHECK, RUN, SAMPLES };
 
 struct text {
     char *data;
@@ -89,7 +93,8 @@ static char *generate(const char *marker, size_t len, int *ok) {
         lang = "diff";
     } else {
         char *end = strstr(arg, " -->");
-        snprintf(cmd, sizeof cmd, "%.*s 2>/dev/null", (int)(end - arg - 13), arg + 13);
+        const char *cmd_start = strchr(arg, ':') + 2;
+        snprintf(cmd, sizeof cmd, "%.*s 2>/dev/null", (int)(end - cmd_start), cmd_start);
     }
     char *out = command_output(cmd, ok);
     struct text t = {0};
@@ -118,8 +123,9 @@ static int same_block(const char *old, const char *new) {
     return 1;
 }
 
-static int is_marker(const char *p) {
-    return strncmp(p, "<!-- diff: ", 11) == 0 || strncmp(p, "<!-- output: ", 13) == 0;
+static int is_marker(const char *p, enum mode mode) {
+    return strncmp(p, "<!-- diff: ", 11) == 0 || strncmp(p, "<!-- output: ", 13) == 0 ||
+           (mode == SAMPLES && strncmp(p, "<!-- sample: ", 13) == 0);
 }
 
 /* Regenerate (or check) every block of one file. Returns 0 if all is well.
@@ -133,7 +139,7 @@ static int process_generated(const char *path, enum mode mode) {
     while ((p = strstr(p, "<!-- ")) != NULL) {
         const char *eol = strchr(p, '\n'), *end = eol ? strstr(eol, END_MARK) : NULL;
         int ok = 1;
-        if (!is_marker(p) || end == NULL) {
+        if (!is_marker(p, mode) || end == NULL) {
             p += 5;
             continue;
         }
@@ -152,7 +158,7 @@ static int process_generated(const char *path, enum mode mode) {
         free(block);
     }
     text_add(&out, copied, strlen(copied));
-    if (mode == GENERATE && !bad) {
+    if ((mode == GENERATE || mode == SAMPLES) && !bad) {
         FILE *f = fopen(path, "w");
         if (f == NULL || fwrite(out.data, 1, out.len, f) != out.len || fclose(f) != 0) {
             perror(path);
@@ -203,10 +209,12 @@ int main(int argc, char **argv) {
             mode = CHECK;
         } else if (strcmp(argv[i], "--run") == 0) {
             mode = RUN;
+        } else if (strcmp(argv[i], "--samples") == 0) {
+            mode = SAMPLES;
         } else if (strcmp(argv[i], "--root") == 0 && i + 1 < argc && chdir(argv[++i]) == 0) {
             continue;
         } else {
-            fprintf(stderr, "usage: docs [--root DIR] [--check | --run] FILE...\n");
+            fprintf(stderr, "usage: docs [--root DIR] [--check | --run | --samples] FILE...\n");
             return 2;
         }
     }

@@ -62,6 +62,15 @@ long long now_ms(void) {
 
 /* rotating static buffers so that several results can be alive at once
  * (e.g. several tmppath() calls in one argv array) */
+/* A random number for port picking: each test process draws its own. */
+static unsigned random_u32(void) {
+    static unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)now_ms();
+    seed = seed * 1103515245u + 12345u;
+    return seed >> 8;
+}
+
 static char *rot_buf(void) {
     static char bufs[8][3 * PATH_BUF];
     static int next;
@@ -562,23 +571,43 @@ static struct proc *start_with_extra(const char *name, const char *const fixed[]
     return proc_start(name, argv);
 }
 
+/* --port in extra, or 0 */
+static int fixed_port(const char *const extra[]) {
+    for (int i = 0; extra && extra[i] && extra[i + 1]; i++)
+        if (strcmp(extra[i], "--port") == 0)
+            return atoi(extra[i + 1]);
+    return 0;
+}
+
+/* Servers listen on a port below every system's ephemeral range (Linux
+ * 32768-60999, macOS 49152-65535). With --port 0 the port would come from
+ * that range, and once a test kills the server, an outgoing connection
+ * may be given the same number as its source port (even connect to
+ * itself, while the proxy retries the dead server): the restart could not
+ * bind. A port taken by another test is retried with another number; a
+ * fixed port (a restart) is retried as it is, within the deadline. */
 struct proc *server_start(int step, const char *db, const char *const extra[]) {
-    char rel[32], name[32];
+    char rel[32], name[32], port[16];
+    int fixed = fixed_port(extra);
     snprintf(rel, sizeof rel, "step%d/server", step);
     snprintf(name, sizeof name, "server%d", ++n_servers);
     if (!db)
         db = tmppath("chat.db");
-    const char *fixed[] = {bin_path(rel), "--port", "0", "--db", db};
-    struct proc *p = start_with_extra(name, fixed, 5, extra);
+    const char *args[] = {bin_path(rel), "--port", port, "--db", db};
     long long end = now_ms() + 5000;
-    while (proc_port(p) == 0) {
-        if (p->exited)
-            FATAL("%s exited (status %d) before listening", name, exit_code(p->status));
-        if (now_ms() > end)
+    for (;;) {
+        snprintf(port, sizeof port, "%d", fixed ? fixed : 20000 + (int)(random_u32() % 10000));
+        struct proc *p = start_with_extra(name, args, 5, extra);
+        while (proc_port(p) == 0 && !p->exited && now_ms() < end)
+            pump(20);
+        if (proc_port(p) != 0)
+            return p;
+        if (!p->exited)
             FATAL("%s: no \"listening on\" line within 5000 ms", name);
-        pump(20);
+        if (strstr(p->err, "in use") == NULL || now_ms() >= end)
+            FATAL("%s exited (status %d) before listening", name, exit_code(p->status));
+        pump(50);
     }
-    return p;
 }
 
 struct proc *client_start(int step, int port, const char *const extra[]) {

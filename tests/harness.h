@@ -98,8 +98,11 @@ const char *tmppath(const char *name); /* tmpdir()/name; 8 rotating static buffe
 
 /* ---- the chat programs ---- */
 
-/* stepN/server --port 0 --db <db> extra...; waits up to 5 s for the
- * "listening on HOST:PORT" line.  db NULL means tmppath("chat.db"). */
+/* stepN/server --port P --db <db> extra...: P is a random port below the
+ * systems' ephemeral ranges (see harness.c), or the --port given in extra
+ * (a restart on the same port). Waits up to 5 s for the "listening on
+ * HOST:PORT" line, retrying while the port is in use.  db NULL means
+ * tmppath("chat.db"). */
 struct proc *server_start(int step, const char *db, const char *const extra[]);
 int proc_port(struct proc *p); /* from a complete "listening on H:P" stderr line, 0 if none yet */
 /* stepN/client --port <port> --reconnection-delay 50 --reconnection-delay-max 200 extra... */

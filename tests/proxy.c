@@ -183,7 +183,7 @@ static void logmsg(const char *fmt, ...) {
     va_end(ap);
 }
 
-static void die(const char *fmt, ...) {
+static _Noreturn void die(const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
@@ -243,6 +243,9 @@ static bool fd_fits(int fd) {
 }
 
 static void buf_append(struct buf *b, const void *p, size_t n) {
+    if (n == 0) {
+        return;
+    }
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         char *data;

@@ -14,5 +14,7 @@ extern const struct test lab_tests[]; /* test_lab.c: the lab's table, cell by ce
 extern const int lab_count;
 extern const struct test docs_tests[]; /* test_docs.c: the documents match the code */
 extern const int docs_count;
+extern const struct test limits_tests[]; /* test_limits.c: the limits hold under stress */
+extern const int limits_count;
 
 #endif

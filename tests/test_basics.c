@@ -187,7 +187,7 @@ static void check_rows_in(const char *what, const char *buf, const char *db, lon
                       expect_id - 1);
             ok = 0;
         } else if (pos + hl + tl + 1 > len || memcmp(buf + pos, head, hl) != 0 ||
-                   memcmp(buf + pos + hl, text, tl) != 0 || buf[pos + hl + tl] != '\n') {
+                   memcmp(buf + pos + hl, text, tl) != 0 || memcmp(buf + pos + hl + tl, "\n", 1) != 0) {
             test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
                       what, id, pos, buf + pos);
             ok = 0;

@@ -350,7 +350,7 @@ static void s1_typed_while_down_dropped(void) {
     proc_write(c, "a-002\n");
     wait_err(c, "dropped: a-002", 1);
 
-    srv = restart_server(1, srv, port);
+    restart_server(1, srv, port);
     wait_connected(c, 2);
     proc_write(c, "a-003\n");
     wait_stored("a-003");
@@ -366,7 +366,7 @@ static void s1_rows_survive_restart(void) {
     type_range(c, "b", 1, 3);
     wait_distinct("b", 3, WAIT_MS);
 
-    srv = restart_server(1, srv, port);
+    restart_server(1, srv, port);
     /* a new client (offset 0) gets the history from the restarted server */
     struct proc *r = start_client(1, port);
     AWAIT(proc_out_lines(r) >= 3, WAIT_MS, "3 rows replayed by the restarted server");
@@ -451,7 +451,7 @@ static void s2_unread_lines_lost_on_server_kill(void) {
     type_range(c, "f", 2, 4);
     /* the proxy has passed all three lines on to the server's socket */
     AWAIT(proxy_stat(&px, "msgs") >= 4, WAIT_MS, "the proxy to forward f-002..f-004");
-    srv = restart_server(2, srv, port);
+    restart_server(2, srv, port);
     wait_connected(c, 2);
     proc_write(c, "f-005\n");
     wait_stored("f-005");
@@ -777,7 +777,7 @@ static void s4_offline_clients_never_collide(void) {
     wait_err(c1, "message buffered", 10);
     wait_err(c2, "message buffered", 10);
     CHECK_EQ_INT(proc_err_count(c1, "client: connected as"), 0);
-    srv = restart_server(4, srv, port);
+    restart_server(4, srv, port);
     wait_distinct("wa", 10, WAIT_MS);
     wait_distinct("wb", 10, WAIT_MS);
     check_once_in_order("wa", 1, 10);
@@ -806,7 +806,7 @@ static void s4_receiver_exactly_once(void) {
     proxy_cmd(&px, "up"); /* it comes back while rows keep coming */
     wait_connected(r, 2);
     type_range(s, "x", 51, 70);
-    srv = restart_server(4, srv, port); /* both lose the server mid-traffic */
+    restart_server(4, srv, port); /* both lose the server mid-traffic */
     wait_connected(r, 3);
     type_range(s, "x", 71, 80);
     wait_distinct("x", 80, WAIT_MS);

@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#define ANY -1 /* the mixed run: the count is not a claim */
+#define ANY (-1) /* the mixed run: the count is not a claim */
 
 struct claim {
     const char *scenario;

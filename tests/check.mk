@@ -103,7 +103,7 @@ check-asan:
 	exit $$st
 
 # ---------------------------------------------------------------------------
-# Valgrind memcheck: the normal build (cc -O2 -g), under valgrind
+# Valgrind memcheck: the normal build (cc -O2 -gdwarf-4, see common/build.mk), under valgrind
 
 tests/memcheck: tests/memcheck.c tests/harness.c tests/harness.h common/limits.h
 	$(CC) $(CHECK_STD) $(CHECK_WARN) -O2 -g $(CHECK_SQLITE_CFLAGS) -Icommon -o $@ tests/memcheck.c \

@@ -653,11 +653,18 @@ int tcp_connect(int port) {
         close(fd);
         FATAL("tcp_connect(%d): %s", port, strerror(e));
     }
+    tcp_adopt(fd);
+    return fd;
+}
+
+void tcp_adopt(int fd) {
+    if (fd < 0 || fd >= FD_SETSIZE)
+        FATAL("tcp_adopt: fd %d out of range", fd);
+    set_cloexec(fd);
     struct tcp_state *t = &tcp_tab[fd];
     memset(t, 0, sizeof *t);
     t->used = 1;
     buf_append(&t->buf, &t->len, "", 0);
-    return fd;
 }
 
 void tcp_send(int fd, const void *buf, size_t len) {

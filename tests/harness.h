@@ -114,6 +114,9 @@ const char *bin_path(const char *rel);
 /* ---- raw TCP peer ---- */
 
 int tcp_connect(int port); /* blocking connect to 127.0.0.1:port; failure ends the test */
+/* Take a connected socket from elsewhere (say, accept() on a fake server)
+ * into the tcp_* functions; it is closed at test end like the others. */
+void tcp_adopt(int fd);
 /* sends all of buf; a peer that already closed (EPIPE/ECONNRESET) is not a
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);

@@ -16,5 +16,7 @@ extern const struct test docs_tests[]; /* test_docs.c: the documents match the c
 extern const int docs_count;
 extern const struct test limits_tests[]; /* test_limits.c: the limits hold under stress */
 extern const int limits_count;
+extern const struct test proxy_tests[]; /* test_proxy.c: the fault proxy, one fault at a time */
+extern const int proxy_count;
 
 #endif

@@ -21,5 +21,6 @@ int main(int argc, char **argv) {
     add(all, &n, lab_tests, lab_count);
     add(all, &n, docs_tests, docs_count);
     add(all, &n, limits_tests, limits_count);
+    add(all, &n, proxy_tests, proxy_count);
     return run_tests(argc, argv, all, n);
 }

@@ -657,6 +657,43 @@ int tcp_connect(int port) {
     return fd;
 }
 
+int tcp_listen(int *port) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || fd >= FD_SETSIZE)
+        FATAL("tcp_listen: socket: %s", fd < 0 ? strerror(errno) : "fd too large");
+    set_cloexec(fd);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        FATAL("tcp_listen: %s", strerror(errno));
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int tcp_accept(int listen_fd, int timeout_ms) {
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        fd_set rd;
+        struct timeval tv = {0, 20000};
+        FD_ZERO(&rd);
+        FD_SET(listen_fd, &rd);
+        if (select(listen_fd + 1, &rd, NULL, NULL, &tv) > 0) {
+            int fd = accept(listen_fd, NULL, NULL);
+            if (fd < 0 || fd >= FD_SETSIZE)
+                FATAL("tcp_accept: %s", fd < 0 ? strerror(errno) : "fd too large");
+            set_cloexec(fd);
+            return fd;
+        }
+        if (now_ms() > end)
+            FATAL("tcp_accept: no connection within %d ms", timeout_ms);
+        pump(0);
+    }
+}
+
 void tcp_adopt(int fd) {
     if (fd < 0 || fd >= FD_SETSIZE)
         FATAL("tcp_adopt: fd %d out of range", fd);

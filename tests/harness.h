@@ -117,6 +117,12 @@ int tcp_connect(int port); /* blocking connect to 127.0.0.1:port; failure ends t
 /* Take a connected socket from elsewhere (say, accept() on a fake server)
  * into the tcp_* functions; it is closed at test end like the others. */
 void tcp_adopt(int fd);
+/* A fake server: a listening socket on 127.0.0.1, any free port (in *port).
+ * tcp_accept() waits for a connection on it (pumping meanwhile); failure or
+ * the deadline ends the test. The accepted fd is plain: tcp_adopt() it to
+ * use the tcp_* functions on it. */
+int tcp_listen(int *port);
+int tcp_accept(int listen_fd, int timeout_ms);
 /* sends all of buf; a peer that already closed (EPIPE/ECONNRESET) is not a
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);

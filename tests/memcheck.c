@@ -236,22 +236,6 @@ static void session(int step) {
     check_exit(s2, 0);
 }
 
-/* A fake server: a listening socket on 127.0.0.1, any free port. */
-static int listen_local(int *port) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0 && fd < FD_SETSIZE);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 /* Waits until fd is readable (or, for a listening socket, has a
  * connection); failing that within ms, the test fails. */
 static void wait_readable(int fd, int ms, const char *what) {
@@ -270,14 +254,6 @@ static void wait_readable(int fd, int ms, const char *what) {
             test_abort();
         }
     }
-}
-
-static int accept_client(int lfd) {
-    wait_readable(lfd, VG_MS, "accept");
-    int fd = accept(lfd, NULL, NULL);
-    REQUIRE(fd >= 0 && fd < FD_SETSIZE);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return fd;
 }
 
 /* Reads until what came contains needle (1), or the peer closed (0). */
@@ -326,16 +302,16 @@ static void fake_say(int fd, const char *s) {
 }
 
 static void hostile_server(int step) {
-    int port, lfd = listen_local(&port);
+    int port, lfd = tcp_listen(&port);
     struct proc *c = vg_client(step, port, "client");
 
-    int fd = accept_client(lfd);
+    int fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO 0\n"));
     fake_say(fd, "PING\nCHAT 1 before welcome\nACK 1\nWELCOME\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected (bad WELCOME)") == 1, VG_MS);
     close(fd);
 
-    fd = accept_client(lfd);
+    fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO "));
     fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000\n"
                  "CHAT 1 one\nCHAT 1 one again\nCHAT x bad id\nCHAT 2\nCHAT\n"
@@ -354,7 +330,7 @@ static void hostile_server(int step) {
     WAIT_UNTIL(proc_err_count(c, "line too long from the server") == 1, VG_MS);
     close(fd);
 
-    fd = accept_client(lfd);
+    fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO 3\n"));
     fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000\nCHAT 4 four\n");
     WAIT_UNTIL(proc_out_count(c, "4 four\n") == 1, VG_MS);

@@ -890,31 +890,6 @@ static void client_big_stdin(int step) {
     CHECK_EQ_INT(proc_err_count(c, "not sent"), 0);
 }
 
-/* A listening socket of our own, standing in for a server. */
-static int fake_listen(int *port) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
-static int fake_accept(int lfd) {
-    int fd = -1;
-    WAIT_UNTIL((fd = accept(lfd, NULL, NULL)) >= 0, WAIT_MS);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    return fd;
-}
-
 /* Non-blocking: appends what is there; 1 once buf holds a newline,
  * 2 at EOF. */
 static int fake_read(int fd, char *buf, size_t cap) {
@@ -932,9 +907,9 @@ static int fake_read(int fd, char *buf, size_t cap) {
 /* A server that welcomes the client and then says nothing: the client
  * drops it after ping-interval + ping-timeout, and reconnects. */
 static void client_heartbeat(int step) {
-    int port, lfd = fake_listen(&port);
+    int port, lfd = tcp_listen(&port);
     struct proc *c = client_start(step, port, NULL);
-    int fd = fake_accept(lfd);
+    int fd = tcp_accept(lfd, WAIT_MS);
     char buf[256] = "";
     WAIT_UNTIL(fake_read(fd, buf, sizeof buf) != 0, WAIT_MS);
     CHECK(strcmp(buf, "HELLO 0\n") == 0);
@@ -952,7 +927,7 @@ static void client_heartbeat(int step) {
     WAIT_UNTIL(proc_err_count(c, "reconnecting in") >= 1, WAIT_MS);
     buf[0] = '\0';
     WAIT_UNTIL(fake_read(fd, buf, sizeof buf) == 2, WAIT_MS); /* it closed the old connection */
-    int fd2 = fake_accept(lfd);
+    int fd2 = tcp_accept(lfd, WAIT_MS);
     buf[0] = '\0';
     WAIT_UNTIL(fake_read(fd2, buf, sizeof buf) != 0, WAIT_MS);
     CHECK(strcmp(buf, "HELLO 0\n") == 0);

@@ -170,43 +170,6 @@ static long peak_rss_kb(pid_t pid) {
     return kb;
 }
 
-/* A fake server: a listening socket on 127.0.0.1, any free port. */
-static int listen_local(int *port) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0 && fd < FD_SETSIZE);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
-static int accept_within(int lfd, int ms) {
-    long long end = now_ms() + ms;
-    for (;;) {
-        fd_set rd;
-        struct timeval tv = {0, 20000};
-        FD_ZERO(&rd);
-        FD_SET(lfd, &rd);
-        if (select(lfd + 1, &rd, NULL, NULL, &tv) > 0) {
-            int fd = accept(lfd, NULL, NULL);
-            REQUIRE(fd >= 0 && fd < FD_SETSIZE);
-            fcntl(fd, F_SETFD, FD_CLOEXEC);
-            return fd;
-        }
-        pump(0);
-        if (now_ms() > end) {
-            test_fail(__FILE__, __LINE__, "no connection to the fake server within %d ms", ms);
-            test_abort();
-        }
-    }
-}
-
 /* Reads from a socket of the fake server until what it got contains
  * needle; 1 if it did within ms. */
 static int fd_wait_for(int fd, const char *needle, int ms) {
@@ -569,21 +532,21 @@ static void replay_cut_by_error(int step) {
  * signed overflow is undefined behaviour). Out of range, the WELCOME is
  * bad; the client drops that connection, and a good server is rejoined. */
 static void welcome_out_of_range(int step) {
-    int port, lfd = listen_local(&port);
+    int port, lfd = tcp_listen(&port);
     struct proc *c = client_start(step, port, NULL);
-    int fd = accept_within(lfd, WAIT_MS);
+    int fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO 0\n", WAIT_MS));
     fd_send(fd, "WELCOME abcdefghijklmnopqrst 9223372036854775807 9223372036854775807\nCHAT 1 first\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 1, WAIT_MS);
     CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 1);
     close(fd);
-    fd = accept_within(lfd, WAIT_MS);
+    fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
     fd_send(fd, "WELCOME abcdefghijklmnopqrst -5 -5\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 2, WAIT_MS);
     CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 2);
     close(fd);
-    fd = accept_within(lfd, WAIT_MS);
+    fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
     fd_send(fd, "WELCOME abcdefghijklmnopqrst 25000 20000\nCHAT 2 second\n");
     WAIT_UNTIL(proc_out_count(c, "2 second\n") == 1, WAIT_MS);

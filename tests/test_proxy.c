@@ -26,40 +26,6 @@ struct rig {
     int proxy_port, control;
 };
 
-static int fake_listen(int *port) {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int yes = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0 && fd < FD_SETSIZE);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 16) == 0);
-    REQUIRE(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
-/* The fake server's side of the next proxied connection. */
-static int fake_accept(struct rig *r) {
-    fd_set rd;
-    long long end = now_ms() + WAIT_MS;
-    for (;;) {
-        struct timeval tv = {0, 20000};
-        FD_ZERO(&rd);
-        FD_SET(r->listen_fd, &rd);
-        if (select(r->listen_fd + 1, &rd, NULL, NULL, &tv) > 0) {
-            int fd = accept(r->listen_fd, NULL, NULL);
-            REQUIRE(fd >= 0);
-            tcp_adopt(fd);
-            return fd;
-        }
-        REQUIRE(now_ms() < end);
-        pump(0);
-    }
-}
-
 static int control_port(struct proc *p) {
     const char *s = strstr(p->err, "control on ");
     const char *colon = s ? strchr(s, ':') : NULL;
@@ -70,7 +36,7 @@ static struct rig start_rig(void) {
     struct rig r;
     int server_port;
     char port[16];
-    r.listen_fd = fake_listen(&server_port);
+    r.listen_fd = tcp_listen(&server_port);
     snprintf(port, sizeof port, "%d", server_port);
     const char *argv[] = {bin_path("tests/proxy"), "--server-port", port, NULL};
     r.proxy = proc_start("proxy", argv);
@@ -103,7 +69,8 @@ static long status_field(struct rig *r, const char *key) {
 /* A client connection through the proxy, and its server side. */
 static void connect_pair(struct rig *r, int *client, int *server) {
     *client = tcp_connect(r->proxy_port);
-    *server = fake_accept(r);
+    *server = tcp_accept(r->listen_fd, WAIT_MS);
+    tcp_adopt(*server);
 }
 
 static void forwards_both_ways(void) {

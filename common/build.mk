@@ -6,6 +6,11 @@ CC      ?= cc
 # default DWARF 5, and make check runs valgrind on what CI built last.
 CFLAGS  ?= -O2 -gdwarf-4
 STD     := -std=c11 -D_POSIX_C_SOURCE=200809L
+# macOS hides the BSD types its own <netinet/tcp.h> uses (u_char, u_short)
+# when only POSIX is asked for; _DARWIN_C_SOURCE brings them back.
+ifeq ($(shell uname -s),Darwin)
+STD     += -D_DARWIN_C_SOURCE
+endif
 WARN    := -Wall -Wextra -Wpedantic
 SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3)
 SQLITE_LIBS   := $(shell pkg-config --libs sqlite3)

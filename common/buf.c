@@ -78,7 +78,7 @@ int buf_vprintf_line(struct buf *b, const char *fmt, va_list ap) {
     int n = vsnprintf(line, sizeof line - 1, fmt, ap);
     /* Truncating a protocol line would corrupt it: refuse instead. */
     if (n < 0 || (size_t)n >= MAX_LINE) {
-        return -1;
+        return -2;
     }
     line[n++] = '\n';
     return buf_append(b, line, (size_t)n);

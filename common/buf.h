@@ -31,7 +31,8 @@ size_t buf_pending(const struct buf *b);
 int buf_append(struct buf *b, const void *data, size_t len);
 
 /* Append one protocol line: printf-style, a "\n" is added. -1 when the
- * line would be longer than MAX_LINE or the buffer is full. */
+ * buffer is full, -2 when the line would be longer than MAX_LINE; either
+ * way nothing is appended. */
 int buf_printf_line(struct buf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

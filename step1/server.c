@@ -131,22 +131,22 @@ static void client_close_soon(struct client *c, const char *why) {
  * off instead of buffering without limit. It loses nothing, because it
  * asks for the missed rows when it reconnects. */
 static void send_line(struct client *c, const char *fmt, ...) {
-    char line[MAX_LINE + 1];
-    va_list ap;
+    va_list ap, again;
     if (c->dead) {
         return;
     }
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_copy(again, ap);
+    int rc = buf_vprintf_line(&c->out, fmt, ap);
+    if (rc == -1 && buf_flush(&c->out, c->fd) == 0) {
+        rc = buf_vprintf_line(&c->out, fmt, again);
+    }
+    va_end(again);
     va_end(ap);
-    if (n < 0 || n >= MAX_LINE) {
+    if (rc == -2) {
         /* Only a row stored by other means can be this long. */
         fprintf(stderr, "server: a line for %s is over %d bytes, not sent\n", c->id, MAX_LINE);
-        return;
-    }
-    line[n++] = '\n';
-    if (buf_append(&c->out, line, (size_t)n) == -1 &&
-        (buf_flush(&c->out, c->fd) == -1 || buf_append(&c->out, line, (size_t)n) == -1)) {
+    } else if (rc == -1) {
         client_drop(c, "output buffer full");
     }
 }

@@ -54,12 +54,6 @@ static char root_dir[2 * PATH_BUF + 2] = ".";
 
 /* ---- small utilities ---- */
 
-long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* rotating static buffers so that several results can be alive at once
  * (e.g. several tmppath() calls in one argv array) */
 /* A random number for port picking: each test process draws its own. */

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "util.h" /* now_ms(): the tests use the product's monotonic clock */
+
 #if defined(__GNUC__) || defined(__clang__)
 #define HARNESS_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
@@ -45,7 +47,6 @@ int proc_out_lines(struct proc *p); /* complete lines in stdout */
 /* select() on every live proc's stdout/stderr for at most max_ms, append what
  * arrives, reap exited children; returns early when data arrived */
 void pump(int max_ms);
-long long now_ms(void); /* CLOCK_MONOTONIC */
 
 /* ---- failures ---- */
 

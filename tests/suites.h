@@ -19,4 +19,11 @@ extern const int limits_count;
 extern const struct test proxy_tests[]; /* test_proxy.c: the fault proxy, one fault at a time */
 extern const int proxy_count;
 
+extern const struct test common_tests[]; /* test_common.c: common/ on its own (display, addresses, log) */
+extern const int common_count;
+extern const struct test startup_tests[]; /* test_startup.c: what a server and client need before they run */
+extern const int startup_count;
+extern const struct test robust_tests[]; /* test_robust.c: what a classroom does to it */
+extern const int robust_count;
+
 #endif

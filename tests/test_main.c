@@ -22,5 +22,8 @@ int main(int argc, char **argv) {
     add(all, &n, docs_tests, docs_count);
     add(all, &n, limits_tests, limits_count);
     add(all, &n, proxy_tests, proxy_count);
+    add(all, &n, common_tests, common_count);
+    add(all, &n, startup_tests, startup_count);
+    add(all, &n, robust_tests, robust_count);
     return run_tests(argc, argv, all, n);
 }

@@ -29,10 +29,11 @@
  * reconnects (the replay). */
 #define MAX_OUTPUT (256 * 1024)
 
-/* Replay of history: read this many rows per query, and only while the
- * client's output holds less than REPLAY_FILL bytes. A client a million
- * rows behind therefore costs the server REPLAY_FILL + one page, not the
- * whole history. */
+/* Replay of history: read at most this many rows per query, and only
+ * while the client's output holds less than REPLAY_FILL bytes; a page
+ * stops early as soon as REPLAY_FILL bytes wait. A client a million rows
+ * behind therefore costs the server REPLAY_FILL + one row, not the whole
+ * history, however long the rows are. */
 #define REPLAY_PAGE 64
 #define REPLAY_FILL (16 * 1024)
 
@@ -41,5 +42,16 @@
  * closing itself (closing with unread input sends a reset, which can
  * destroy the error line before the peer reads it). */
 #define CLOSE_LINGER_MS 1000
+
+/* The arithmetic of the limits, checked by the compiler. */
+/* The longest line we send: "MSG <ack-id> <client-offset> <text>\n", an
+ * ack id of up to 19 digits, an offset of 16 hex, "-" and 19 digits. */
+_Static_assert(4 + 19 + 1 + 36 + 1 + MAX_TEXT + 1 <= MAX_LINE, "a MSG line of MAX_TEXT must fit in MAX_LINE");
+_Static_assert(5 + 19 + 1 + MAX_TEXT + 1 <= MAX_LINE, "a CHAT line of MAX_TEXT must fit in MAX_LINE");
+/* A replay queues at most REPLAY_FILL bytes and one row; with room for a
+ * few short lines besides (PING, ACK), it must never reach MAX_OUTPUT, or
+ * a reader on a slow link would be cut off while it catches up. */
+_Static_assert(REPLAY_FILL + 2 * MAX_LINE <= MAX_OUTPUT, "a replay must fit in MAX_OUTPUT");
+_Static_assert(MAX_CLIENTS > 0 && MAX_CLIENTS < FD_SETSIZE, "select() must see every client");
 
 #endif

@@ -57,7 +57,10 @@ enum line_result line_next(struct line_reader *r, char **line) {
     if (memchr(begin, '\0', n) != NULL) {
         return LINE_HAS_NUL;
     }
-    if (n > 0 && begin[n - 1] == '\r') {
+    /* "\r\n" ends a line as "\n" does, and so does "\r\r\n" (a CRLF
+     * file that went through one more CRLF conversion): a carriage return
+     * at the end of a line is never part of it, on the wire or typed. */
+    while (n > 0 && begin[n - 1] == '\r') {
         n--;
     }
     begin[n] = '\0';

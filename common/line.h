@@ -31,8 +31,8 @@ void line_init(struct line_reader *r);
  * read, 0 at end of file, -1 with errno (EAGAIN: nothing now). */
 ssize_t line_fill(struct line_reader *r, int fd);
 
-/* The next complete line, without its "\n" or "\r\n", NUL-terminated
- * in place. It stays valid until the next line_fill(). */
+/* The next complete line, without its "\n" and any carriage returns
+ * before it ("\r\n", "\r\r\n"), NUL-terminated in place. It stays valid until the next line_fill(). */
 enum line_result line_next(struct line_reader *r, char **line);
 
 /* 1 if line_next() has something to return without reading more: a

@@ -46,12 +46,21 @@ static int resolve(const char *host, int port, int passive, struct addrinfo **re
     return 0;
 }
 
-/* Bind and listen on one address; -1 with err set on failure. */
+/* Bind and listen on one address; -1 with err set on failure. SO_REUSEADDR
+ * lets a restarted server bind at once. An IPv6 socket takes IPv6
+ * connections only (IPV6_V6ONLY): by default Linux lets [::] take IPv4
+ * ones too, and then the 0.0.0.0 socket of the same name and port would
+ * fail with "address in use". */
 static int listen_on(const struct addrinfo *ai, char *err) {
     int yes = 1;
     int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd == -1) {
         snprintf(err, NET_ERR_LEN, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &yes, sizeof yes) == -1) {
+        snprintf(err, NET_ERR_LEN, "setsockopt(IPV6_V6ONLY): %s", strerror(errno));
+        close(fd);
         return -1;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes) == -1 ||
@@ -67,18 +76,59 @@ static int listen_on(const struct addrinfo *ai, char *err) {
     return fd;
 }
 
-int net_listen(const char *host, int port, char *err) {
+/* listen_on() for ai, but on port: every socket of a listener must have
+ * the same port, whatever port the list holds. */
+static int listen_on_port(const struct addrinfo *ai, int port, char *err) {
+    struct sockaddr_storage ss;
+    struct addrinfo one = *ai;
+    if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof ss) {
+        snprintf(err, NET_ERR_LEN, "bind/listen: not an IPv4 or IPv6 address");
+        return -1;
+    }
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET6) {
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((unsigned short)port);
+    } else {
+        ((struct sockaddr_in *)&ss)->sin_port = htons((unsigned short)port);
+    }
+    one.ai_addr = (struct sockaddr *)&ss;
+    one.ai_next = NULL;
+    return listen_on(&one, err);
+}
+
+int net_listen_addrs(struct net_listener *l, const struct addrinfo *list, int port, char *err) {
+    l->n = 0;
+    snprintf(err, NET_ERR_LEN, "no address to listen on");
+    for (const struct addrinfo *ai = list; ai != NULL && l->n < NET_MAX_LISTEN; ai = ai->ai_next) {
+        /* An address that fails is skipped: the others may work. */
+        int fd = listen_on_port(ai, port, err);
+        if (fd == -1) {
+            continue;
+        }
+        if (l->n == 0 && port == 0) {
+            port = net_local_port(fd); /* the others take the port the first got */
+        }
+        l->fds[l->n++] = fd;
+    }
+    return l->n > 0 ? 0 : -1;
+}
+
+int net_listen_all(struct net_listener *l, const char *host, int port, char *err) {
     struct addrinfo *res;
+    l->n = 0;
     if (resolve(host, port, 1, &res, err) == -1) {
         return -1;
     }
-    /* The first address that works wins: a chat server needs one. */
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
-        fd = listen_on(ai, err);
-    }
+    int rc = net_listen_addrs(l, res, port, err);
     freeaddrinfo(res);
-    return fd;
+    return rc;
+}
+
+void net_listener_close(struct net_listener *l) {
+    for (int i = 0; i < l->n; i++) {
+        close(l->fds[i]);
+    }
+    l->n = 0;
 }
 
 int net_local_port(int fd) {
@@ -110,27 +160,33 @@ int net_accept(int listen_fd) {
     }
 }
 
-int net_connect_start(const char *host, int port, int *done, char *err) {
-    struct addrinfo *res;
-    if (resolve(host, port, 0, &res, err) == -1) {
+void net_refuse(int fd, const char *line) {
+    char sink[4096];
+    ssize_t n = write(fd, line, strlen(line)); /* the socket is new: its buffer is empty */
+    (void)n;
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && read(fd, sink, sizeof sink) > 0; i++) {
+        /* a HELLO, most likely, and nothing more: a bounded drain */
+    }
+    close(fd);
+}
+
+/* Start a non-blocking connect to one address: the fd, or -1 (err set)
+ * if socket() or connect() failed at once. */
+static int connect_start_on(const struct addrinfo *ai, int *done, char *err) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd == -1) {
+        snprintf(err, NET_ERR_LEN, "socket: %s", strerror(errno));
         return -1;
     }
-    /* We try only the first address: trying each in turn would need a
-     * state machine of its own, and the default host is numeric anyway. */
-    int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
-    if (fd == -1 || net_set_nonblock(fd, err) == -1) {
-        if (fd == -1) {
-            snprintf(err, NET_ERR_LEN, "socket: %s", strerror(errno));
-        } else {
-            close(fd);
-        }
-        freeaddrinfo(res);
+    if (net_set_nonblock(fd, err) == -1) {
+        close(fd);
         return -1;
     }
     set_nodelay(fd);
-    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
     *done = (rc == 0);
+    /* EINTR: the connect goes on in the background, as with EINPROGRESS. */
     if (rc == -1 && errno != EINPROGRESS && errno != EINTR) {
         snprintf(err, NET_ERR_LEN, "connect: %s", strerror(errno));
         close(fd);
@@ -150,4 +206,43 @@ int net_connect_result(int fd, char *err) {
         return -1;
     }
     return 0;
+}
+
+int net_dial(struct net_dialer *d, const char *host, int port, int *done, char *err) {
+    d->list = d->next = NULL;
+    if (resolve(host, port, 0, &d->list, err) == -1) {
+        d->list = NULL; /* getaddrinfo() leaves it undefined on failure */
+        return -1;
+    }
+    d->next = d->list;
+    int fd = net_dial_next(d, done, err);
+    if (fd == -1) {
+        net_dial_end(d);
+    }
+    return fd;
+}
+
+int net_dial_next(struct net_dialer *d, int *done, char *err) {
+    if (d->next == NULL) {
+        snprintf(err, NET_ERR_LEN, "connect: no other address to try");
+        return -1;
+    }
+    /* An address that fails at once (say, IPv6 on a machine without it)
+     * is skipped: the next one may work. */
+    while (d->next != NULL) {
+        const struct addrinfo *ai = d->next;
+        d->next = ai->ai_next;
+        int fd = connect_start_on(ai, done, err);
+        if (fd != -1) {
+            return fd;
+        }
+    }
+    return -1; /* err says why the last one failed */
+}
+
+void net_dial_end(struct net_dialer *d) {
+    if (d->list != NULL) {
+        freeaddrinfo(d->list);
+    }
+    d->list = d->next = NULL;
 }

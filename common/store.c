@@ -3,11 +3,13 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct store {
     sqlite3 *db;
     sqlite3_stmt *insert; /* prepared once: no SQL is parsed per message */
     sqlite3_stmt *replay;
+    sqlite3_stmt *last_id;
 };
 
 /* At start-up only, we may wait a little for another process's lock. */
@@ -18,18 +20,96 @@ static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS messages ("
                             " client_offset TEXT UNIQUE,"
                             " content TEXT)";
 
-static int setup(struct store *s) {
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, STORE_OPEN_BUSY_MS);
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
+/* SQLite's words for the last error, and ours where theirs mislead. */
+static void explain_error(struct store *s, char *err, size_t errlen) {
+    const char *hint = "";
+    switch (sqlite3_extended_errcode(s->db)) {
+    case SQLITE_CANTOPEN:
+        /* errno would mislead too: after EACCES SQLite tries to open the
+         * file read-only, and that fails with ENOENT */
+        hint = " (does its folder exist, and may the server write in it?)";
+        break;
+    case SQLITE_READONLY_DIRECTORY:
+        hint = " (its folder is read-only: SQLite cannot create the -wal file beside it)";
+        break;
+    case SQLITE_READONLY:
+        /* we get here after refuse_read_only(): the file itself is writable */
+        hint = " (can the server write its -wal and -shm files? they may be another user's)";
+        break;
+    default:
+        break;
+    }
+    snprintf(err, errlen, "%s%s", sqlite3_errmsg(s->db), hint);
+}
+
+/* SQLite quietly opens a file it may not write read-only; the server
+ * would say "listening" and then fail every insert. */
+static int refuse_read_only(struct store *s, char *err, size_t errlen) {
+    if (sqlite3_db_readonly(s->db, "main") == 1) {
+        snprintf(err, errlen, "the file is read-only (the server writes every message into it)");
         return -1;
     }
-    if (sqlite3_prepare_v2(s->db, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1,
-                           &s->insert, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?", -1,
-                           &s->replay, NULL) != SQLITE_OK) {
+    return 0;
+}
+
+/* This pragma does not fail when WAL is impossible: its one row names the
+ * mode now in force ("memory" for ":memory:", "delete" for a temporary
+ * database ""), so we read that row. */
+static int use_wal(struct store *s, char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    int ok = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        explain_error(s, err, errlen); /* a read-only folder ends up here */
+    } else {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (mode != NULL && strcmp(mode, "wal") == 0) {
+            ok = 0;
+        } else {
+            snprintf(err, errlen, "journal mode is %s, not WAL: the server needs a database file on disk",
+                     mode ? mode : "unknown");
+        }
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* The proof that we can write: one insert, rolled back, so nothing is left
+ * behind. The two checks above miss -wal and -shm files the server may
+ * not write (say, left by a server once run with sudo, then killed), and
+ * BEGIN IMMEDIATE alone succeeds even on a read-only file; the insert
+ * fails in every such case. In WAL mode the row never reaches the disk:
+ * a full disk still shows only at the first message. When the insert
+ * fails, the transaction stays open until store_close() ends it. */
+static const char *WRITE_TEST = "BEGIN IMMEDIATE;"
+                                " INSERT INTO messages (content) VALUES ('start-up write test');"
+                                " ROLLBACK";
+
+static int prepare(struct store *s, const char *sql, sqlite3_stmt **st) {
+    return sqlite3_prepare_v2(s->db, sql, -1, st, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static int prepare_statements(struct store *s) {
+    if (prepare(s, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", &s->insert) == -1 ||
+        prepare(s, "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?", &s->replay) == -1 ||
+        prepare(s, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'", &s->last_id) == -1) {
+        return -1;
+    }
+    return 0;
+}
+
+static int setup(struct store *s, char *err, size_t errlen) {
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_OPEN_BUSY_MS);
+    /* Refuse now what would make every insert fail once we serve. */
+    if (refuse_read_only(s, err, errlen) == -1 || use_wal(s, err, errlen) == -1) {
+        return -1;
+    }
+    /* The schema also creates sqlite_sequence, which last_id reads. */
+    if (sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, WRITE_TEST, NULL, NULL, NULL) != SQLITE_OK || prepare_statements(s) == -1) {
+        explain_error(s, err, errlen);
         return -1;
     }
     /* From here on the event loop runs: never wait for a lock. */
@@ -37,15 +117,27 @@ static int setup(struct store *s) {
     return 0;
 }
 
+static int open_db(struct store *s, const char *path, char *err, size_t errlen) {
+    if (sqlite3_open(path, &s->db) != SQLITE_OK) {
+        if (s->db == NULL) {
+            snprintf(err, errlen, "out of memory");
+        } else {
+            explain_error(s, err, errlen);
+        }
+        return -1;
+    }
+    return setup(s, err, errlen);
+}
+
 struct store *store_open(const char *path, char *err, size_t errlen) {
+    char why[200];
     struct store *s = calloc(1, sizeof *s);
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    int rc = sqlite3_open(path, &s->db);
-    if (rc != SQLITE_OK || setup(s) == -1) {
-        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    if (open_db(s, path, why, sizeof why) == -1) {
+        snprintf(err, errlen, "%s: %s", path, why);
         store_close(s);
         return NULL;
     }
@@ -58,6 +150,7 @@ void store_close(struct store *s) {
     }
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->replay);
+    sqlite3_finalize(s->last_id);
     sqlite3_close(s->db);
     free(s);
 }
@@ -100,4 +193,19 @@ int store_replay(struct store *s, int64_t after, int limit, store_row_fn fn, voi
     }
     sqlite3_reset(st);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? rows : -1;
+}
+
+int64_t store_last_id(struct store *s) {
+    sqlite3_stmt *st = s->last_id;
+    int64_t last = -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        last = sqlite3_column_int64(st, 0);
+    } else if (rc == SQLITE_DONE) {
+        last = 0; /* no row yet: the first id will be 1 */
+    }
+    /* reset at once: a statement left open would hold a read transaction,
+     * and WAL could never checkpoint past it */
+    sqlite3_reset(st);
+    return last;
 }

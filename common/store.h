@@ -13,7 +13,8 @@
  *
  * Locks: the event loop must never wait. After start-up the busy timeout is
  * 0, so an insert into a database locked by another process fails at once
- * with SQLITE_BUSY, and the server decides what that means. */
+ * with SQLITE_BUSY, and the server decides what that means. At start-up,
+ * store_open() waits up to 2 s for the lock its write test needs. */
 #ifndef CHAT_STORE_H
 #define CHAT_STORE_H
 
@@ -23,7 +24,11 @@
 
 struct store;
 
-/* Open (and create) the database. NULL on failure, with a reason in err. */
+/* Open (and create) the database. NULL on failure, with a reason in err.
+ * It fails, rather than leaving every insert to fail later, when the server
+ * could not write there: a read-only file, a read-only folder, -wal or -shm
+ * files it may not write (another user's), or a database that cannot use
+ * WAL, such as ":memory:". */
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
 
@@ -40,5 +45,12 @@ const char *store_errmsg(struct store *s);
  * Returns the number of rows, or -1 on error. fn returns 0 to go on. */
 typedef int (*store_row_fn)(void *ctx, int64_t id, const char *text);
 int store_replay(struct store *s, int64_t after, int limit, store_row_fn fn, void *ctx);
+
+/* The highest id this database has ever issued: 0 before the first row,
+ * -1 on error. It is AUTOINCREMENT's counter (sqlite_sequence), not
+ * MAX(id): deleting the newest row does not lower it. A client whose last
+ * seen id is above it must have seen another database's rows (chat.db was
+ * replaced); one that saw the deleted row is not mistaken for such a client. */
+int64_t store_last_id(struct store *s);
 
 #endif

@@ -79,10 +79,10 @@ int random_id20(char out[21]) {
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s that is safe to print, or 0.
- * The C1 controls U+0080..U+009F are refused too: some terminals obey
- * them like escape sequences. */
-static int utf8_printable_len(const unsigned char *s) {
+/* Length of the valid UTF-8 sequence at s, with its code point in *out,
+ * or 0. The C1 controls U+0080..U+009F are refused too: some terminals
+ * obey them like escape sequences. */
+static int utf8_printable_len(const unsigned char *s, uint32_t *out) {
     int len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
     uint32_t cp = s[0] & (0x3F >> (len - 1));
     if (s[0] < 0xC2 || s[0] > 0xF4) {
@@ -98,14 +98,42 @@ static int utf8_printable_len(const unsigned char *s) {
     if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F) {
         return 0;
     }
+    *out = cp;
     return len;
+}
+
+/* Code points that are valid and harmless to a terminal, yet make a line
+ * read differently from what is stored ("Trojan Source", CVE-2021-42574):
+ * a message could show "ok" and hold "ko", or hide a word. */
+static int is_bidi_or_invisible(uint32_t cp) {
+    /* Embeddings and overrides (LRE, RLE, PDF, LRO, RLO): RLO prints the
+     * rest of the line backwards. */
+    int embedding_or_override = cp >= 0x202A && cp <= 0x202E;
+    /* Isolates (LRI, RLI, FSI, PDI): the same, for a span of the line. */
+    int isolate = cp >= 0x2066 && cp <= 0x2069;
+    /* Marks (LRM, RLM, ALM): invisible, yet they move neutral characters
+     * such as spaces and punctuation to the other side of a word. */
+    int mark = cp == 0x200E || cp == 0x200F || cp == 0x061C;
+    /* Zero width space, non-joiner, joiner, word joiner, and U+FEFF (the
+     * byte order mark): they show as nothing, so two texts that look the
+     * same can differ, and a word can hide inside another. */
+    int zero_width = (cp >= 0x200B && cp <= 0x200D) || cp == 0x2060 || cp == 0xFEFF;
+    /* Line and paragraph separators: some terminals and editors start a
+     * new line there, so one message could pass for two. */
+    int separator = cp == 0x2028 || cp == 0x2029;
+    return embedding_or_override || isolate || mark || zero_width || separator;
 }
 
 void show_text(FILE *f, const char *text) {
     const unsigned char *s = (const unsigned char *)text;
     while (*s != '\0') {
-        int n = *s >= 0x80 ? utf8_printable_len(s) : (*s >= 0x20 && *s != 0x7F && *s != '\\');
-        if (n > 0) {
+        uint32_t cp = *s;
+        int n = *s >= 0x80 ? utf8_printable_len(s, &cp) : (*s >= 0x20 && *s != 0x7F && *s != '\\');
+        if (n > 0 && is_bidi_or_invisible(cp)) {
+            /* Shown by name, so the reader sees that it is there. */
+            fprintf(f, "\\u{%04lX}", (unsigned long)cp);
+            s += n;
+        } else if (n > 0) {
             fwrite(s, 1, (size_t)n, f);
             s += n;
         } else if (*s == '\\') {
@@ -113,6 +141,18 @@ void show_text(FILE *f, const char *text) {
             s++;
         } else {
             fprintf(f, "\\x%02X", *s++);
+        }
+    }
+}
+
+void stdio_ensure_open(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            /* open() takes the lowest free descriptor, which is fd: the
+             * ones below it are open by now. */
+            if (open("/dev/null", O_RDWR) == -1) {
+                _exit(127);
+            }
         }
     }
 }

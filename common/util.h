@@ -27,10 +27,21 @@ int random_bytes(void *buf, size_t n);
  * URL-safe base64, like Socket.IO's socket.id); out has room for 21. */
 int random_id20(char out[21]);
 
-/* Write text so that it cannot drive the terminal: control characters,
- * invalid UTF-8 and a backslash are written as \xHH or \\; printable ASCII
- * and valid UTF-8 pass unchanged. */
+/* Write text so that it cannot drive the terminal, nor read differently
+ * from what is stored: control characters, invalid UTF-8 and a backslash
+ * are written as \xHH or \\; the invisible characters and bidirectional
+ * controls that can hide or reorder text ("Trojan Source", see util.c) as
+ * \u{202E}; printable ASCII and all other valid UTF-8 pass unchanged. */
 void show_text(FILE *f, const char *text);
+
+/* A program started with fd 0, 1 or 2 closed (`client <&-`, a service
+ * manager) would have the first file it opens become its stdin, stdout or
+ * stderr: the client would read its own socket as typed input, the server
+ * would write its log into the database. This opens /dev/null on each of
+ * them that is closed. Call it first in main(), before anything opens a
+ * file; if even /dev/null cannot be opened it exits with status 127, as
+ * there is nowhere to say why. */
+void stdio_ensure_open(void);
 
 /* Writing to a closed socket must be an error (EPIPE), not a signal that
  * kills the process. Call once at start-up. */

@@ -18,6 +18,7 @@
 #include "limits.h"
 #include "line.h"
 #include "net.h"
+#include "stop.h"
 #include "util.h"
 
 #include <errno.h>
@@ -51,6 +52,7 @@ static struct {
     int verbose;
     /* the connection */
     enum state state;
+    struct net_dialer dialer; /* the addresses of --host, tried in turn */
     int fd;
     struct line_reader in; /* from the server */
     struct buf out; /* to the server */
@@ -62,6 +64,7 @@ static struct {
     int shut; /* we half-closed: the server will close */
     /* the user */
     struct line_reader typed; /* from stdin */
+    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
     int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
@@ -122,9 +125,11 @@ static void disconnect(const char *why) {
     say("disconnected (%s)", why);
     close(client.fd);
     client.fd = -1;
+    net_dial_end(&client.dialer);
     buf_clear(&client.out);
     line_init(&client.in);
     client.shut = 0;
+    client.state = DISCONNECTED;
     if (client.quitting) {
         client.done = 1;
     } else {
@@ -134,6 +139,7 @@ static void disconnect(const char *why) {
 
 /* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
 static void on_connected(void) {
+    net_dial_end(&client.dialer);
     client.state = HANDSHAKING;
     send_line("HELLO %lld", (long long)client.server_offset);
 }
@@ -141,13 +147,31 @@ static void on_connected(void) {
 static void connect_to_server(void) {
     char err[NET_ERR_LEN];
     int done;
-    client.fd = net_connect_start(client.host, client.port, &done, err);
+    client.fd = net_dial(&client.dialer, client.host, client.port, &done, err);
     if (client.fd == -1) {
         say("cannot connect: %s", err);
         schedule_reconnect();
         return;
     }
     client.state = CONNECTING;
+    client.deadline = now_ms() + client.timeout;
+    if (done) {
+        on_connected();
+    }
+}
+
+/* That address refused us, or did not answer in time. A name may have
+ * several (::1 and 127.0.0.1, say): try the next one before we wait and
+ * reconnect. */
+static void try_next_address(const char *why) {
+    char err[NET_ERR_LEN];
+    int done, fd = net_dial_next(&client.dialer, &done, err);
+    if (fd == -1) {
+        disconnect(why);
+        return;
+    }
+    close(client.fd);
+    client.fd = fd;
     client.deadline = now_ms() + client.timeout;
     if (done) {
         on_connected();
@@ -234,25 +258,42 @@ static void handle_stdin(void) {
  * What the server sends
  * ------------------------------------------------------------------- */
 
-/* WELCOME <socket-id> <ping-interval> <ping-timeout>. The numbers are
- * checked: a hostile server must not overflow our deadlines. */
+/* Our offset is past the last id the server ever issued: its database
+ * is not the one our offset comes from (chat.db was deleted and the
+ * server restarted, say). The server replays its rows from the start, so
+ * we forget our offset and take them all. */
+static void check_history(int64_t last_id) {
+    if (client.server_offset > last_id) {
+        say("the server's last id is %lld, below ours (%lld): a new database, catching up from the start",
+            (long long)last_id, (long long)client.server_offset);
+        client.server_offset = 0;
+    }
+}
+
+/* WELCOME <socket-id> <ping-interval> <ping-timeout> <last-id>. The
+ * numbers are checked: a hostile server must not overflow our deadlines. */
 static void on_welcome(char *arg) {
+    int64_t last_id;
     char *interval = strchr(arg, ' ');
     char *timeout = interval ? strchr(interval + 1, ' ') : NULL;
-    if (timeout == NULL) {
+    char *last = timeout ? strchr(timeout + 1, ' ') : NULL;
+    if (last == NULL) {
         disconnect("bad WELCOME");
         return;
     }
     *interval++ = '\0';
     *timeout++ = '\0';
+    *last++ = '\0';
     if (parse_long_arg(interval, 1, 3600000, &client.ping_interval) == -1 ||
-        parse_long_arg(timeout, 1, 3600000, &client.ping_timeout) == -1) {
+        parse_long_arg(timeout, 1, 3600000, &client.ping_timeout) == -1 ||
+        parse_int64(last, &last_id) == -1) {
         disconnect("bad WELCOME");
         return;
     }
     client.state = CONNECTED;
     client.attempts = 0;
     say_shown("connected as ", arg);
+    check_history(last_id);
 }
 
 /* CHAT <id> <text>: show it, unless we have seen that id already. */
@@ -319,7 +360,7 @@ static void handle_socket_writable(void) {
     char err[NET_ERR_LEN];
     if (client.state == CONNECTING) {
         if (net_connect_result(client.fd, err) == -1) {
-            disconnect(err);
+            try_next_address(err);
         } else {
             on_connected();
         }
@@ -336,8 +377,13 @@ static void handle_socket_writable(void) {
 
 static void run_timers(void) {
     long long now = now_ms();
+    if (client.done) {
+        return; /* leaving: an old reconnect timer must not connect again */
+    }
     if (client.state == DISCONNECTED && now >= client.reconnect_at) {
         connect_to_server();
+    } else if (client.state == CONNECTING && now >= client.deadline) {
+        try_next_address("connect timeout");
     } else if (client.state != DISCONNECTED && now >= client.deadline) {
         disconnect(client.state == CONNECTED ? "ping timeout" : "connect timeout");
     }
@@ -365,9 +411,10 @@ static struct timeval next_timeout(void) {
 
 /* Read stdin only while no typed line waits for room. */
 static int watch(fd_set *rd, fd_set *wr) {
-    int maxfd = STDIN_FILENO;
+    int maxfd = client.stop_fd;
     FD_ZERO(rd);
     FD_ZERO(wr);
+    FD_SET(client.stop_fd, rd);
     if (!client.stdin_eof && !line_ready(&client.typed)) {
         FD_SET(STDIN_FILENO, rd);
     }
@@ -376,9 +423,16 @@ static int watch(fd_set *rd, fd_set *wr) {
         if (client.state == CONNECTING || buf_pending(&client.out) > 0) {
             FD_SET(client.fd, wr);
         }
-        maxfd = client.fd;
+        maxfd = client.fd > maxfd ? client.fd : maxfd;
     }
     return maxfd;
+}
+
+/* Ctrl-C or SIGTERM: leave now. Step 1 keeps no message, so there is
+ * nothing to hand over or to report. */
+static void stop_now(void) {
+    say("stopped");
+    client.done = 1;
 }
 
 static void usage(void) {
@@ -424,8 +478,14 @@ static void parse_options(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    stdio_ensure_open(); /* before any open(): see util.h */
     parse_options(argc, argv);
     ignore_sigpipe();
+    client.stop_fd = stop_pipe_open();
+    if (client.stop_fd == -1) {
+        perror("client: cannot set up the signal pipe");
+        return 1;
+    }
     srand((unsigned)(getpid() ^ now_ms()));
     buf_init(&client.out, MAX_OUTPUT);
     line_init(&client.typed);
@@ -441,6 +501,10 @@ int main(int argc, char **argv) {
             }
             perror("client: select");
             return 1;
+        }
+        if (FD_ISSET(client.stop_fd, &rd)) {
+            stop_now();
+            break;
         }
         if (FD_ISSET(STDIN_FILENO, &rd)) {
             handle_stdin();

@@ -19,13 +19,14 @@
 #include "buf.h"
 #include "limits.h"
 #include "line.h"
+#include "log.h"
 #include "net.h"
+#include "stop.h"
 #include "store.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,13 +64,14 @@ static struct {
     int port;
     const char *db_path;
     long ping_interval, ping_timeout;
-    int listen_fd;
+    struct net_listener listen; /* a socket per address of --host */
     int spare_fd; /* given up when out of fds, to refuse politely */
+    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stopping; /* closing every client, then exit */
     struct store *store;
     struct client *clients[FD_SETSIZE]; /* indexed by fd */
     int nclients;
     int maxfd; /* the highest fd in clients[]: loops stop there */
-    volatile sig_atomic_t stop;
 } server;
 
 /* ---------------------------------------------------------------------
@@ -91,7 +93,7 @@ static struct client *client_new(int fd) {
     if (fd > server.maxfd) {
         server.maxfd = fd;
     }
-    fprintf(stderr, "server: %s connected\n", c->id);
+    log_conn("server: %s connected", c->id);
     return c;
 }
 
@@ -110,7 +112,7 @@ static void client_free(struct client *c) {
  * caller further up the stack never holds a freed pointer. */
 static void client_drop(struct client *c, const char *why) {
     if (!c->dead) {
-        fprintf(stderr, "server: %s disconnected: %s\n", c->id, why);
+        log_conn("server: %s disconnected: %s", c->id, why);
         c->dead = 1;
         buf_clear(&c->out);
     }
@@ -120,7 +122,7 @@ static void client_drop(struct client *c, const char *why) {
  * line, say), half-close, and give the peer a moment to close first. */
 static void client_close_soon(struct client *c, const char *why) {
     if (!c->close_by) {
-        fprintf(stderr, "server: %s closing: %s\n", c->id, why);
+        log_conn("server: %s closing: %s", c->id, why);
         c->close_by = now_ms() + CLOSE_LINGER_MS;
     }
 }
@@ -145,7 +147,7 @@ static void send_line(struct client *c, const char *fmt, ...) {
     va_end(ap);
     if (rc == -2) {
         /* Only a row stored by other means can be this long. */
-        fprintf(stderr, "server: a line for %s is over %d bytes, not sent\n", c->id, MAX_LINE);
+        log_line("server: a line for %s is over %d bytes, not sent", c->id, MAX_LINE);
     } else if (rc == -1) {
         client_drop(c, "output buffer full");
     }
@@ -164,9 +166,12 @@ static void send_chat(struct client *c, int64_t id, const char *text) {
     c->seen = id;
 }
 
+/* One replayed row; the page stops early once REPLAY_FILL bytes wait,
+ * so a page of long rows cannot overflow the output (limits.h). */
 static int replay_row(void *ctx, int64_t id, const char *text) {
-    send_chat(ctx, id, text);
-    return 0;
+    struct client *c = ctx;
+    send_chat(c, id, text);
+    return buf_pending(&c->out) >= REPLAY_FILL;
 }
 
 /* Send the next rows above c->seen, a page at a time, while the client's
@@ -176,10 +181,10 @@ static void replay_more(struct client *c) {
     while (c->replaying && !c->dead && buf_pending(&c->out) < REPLAY_FILL) {
         int rows = store_replay(server.store, c->seen, REPLAY_PAGE, replay_row, c);
         if (rows == -1) {
-            fprintf(stderr, "server: replay for %s failed: %s\n", c->id, store_errmsg(server.store));
+            log_line("server: replay for %s failed: %s", c->id, store_errmsg(server.store));
             return; /* retried by the timer */
         }
-        if (rows < REPLAY_PAGE) {
+        if (rows < REPLAY_PAGE && buf_pending(&c->out) < REPLAY_FILL) {
             c->replaying = 0; /* caught up: live messages may flow now */
         }
     }
@@ -211,7 +216,17 @@ static void on_hello(struct client *c, const char *arg) {
         send_error(c, "bad offset: expected HELLO <number>");
         return;
     }
-    send_line(c, "WELCOME %s %ld %ld", c->id, server.ping_interval, server.ping_timeout);
+    /* An offset above every id this database ever issued comes from
+     * another database (chat.db was deleted, say): that client has seen
+     * none of our rows. WELCOME says our last id, so it knows too. */
+    int64_t last = store_last_id(server.store);
+    if (last >= 0 && offset > last) {
+        log_line("server: %s is at id %lld, past our last id %lld: replaying from the start", c->id,
+                 (long long)offset, (long long)last);
+        offset = 0;
+    }
+    send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.ping_interval, server.ping_timeout,
+              (long long)(last >= 0 ? last : offset));
     c->greeted = 1;
     c->seen = offset;
     c->replaying = 1;
@@ -237,7 +252,7 @@ static void on_msg(struct client *c, const char *text) {
     }
     int rc = store_insert(server.store, NULL, text, &id);
     if (rc != SQLITE_OK) {
-        fprintf(stderr, "server: insert failed: %s (message lost)\n", store_errmsg(server.store));
+        log_line("server: insert failed: %s (message lost)", store_errmsg(server.store));
         return;
     }
     broadcast(id, text);
@@ -309,34 +324,42 @@ static void handle_writable(struct client *c) {
     }
 }
 
-/* Write a short error on a connection we will not serve, and close it. */
+/* A connection we will not serve gets "ERR server full" and is closed
+ * like any other after an error (client_close_soon): closing at once,
+ * with its HELLO unread, would send a reset that can destroy the error
+ * line before the peer reads it. With no room even to do that (past
+ * FD_SETSIZE, or out of memory), net_refuse() does what it can at once. */
 static void refuse(int fd, const char *why) {
-    static const char msg[] = "ERR server full\n";
-    fprintf(stderr, "server: refused a connection: %s\n", why);
-    ssize_t n = write(fd, msg, sizeof msg - 1);
-    (void)n; /* best effort: the socket is new, so its buffer is empty */
-    close(fd);
+    struct client *c = fd < FD_SETSIZE ? client_new(fd) : NULL;
+    log_conn("server: refused a connection: %s", why);
+    if (c == NULL) {
+        net_refuse(fd, "ERR server full\n");
+        return;
+    }
+    send_error(c, "server full");
+    client_close_soon(c, why);
 }
 
 /* Out of fds, accept() fails with EMFILE and the connection stays in the
  * queue: select() reports it again and again, a busy loop. So we keep one
  * spare fd, and give it up to accept and refuse that connection. Returns
  * -1 when there was none: EMFILE comes even with an empty queue. */
-static int refuse_without_fds(void) {
+static int refuse_without_fds(int listen_fd) {
     close(server.spare_fd);
-    int fd = net_accept(server.listen_fd);
+    int fd = net_accept(listen_fd);
     if (fd != -1) {
-        refuse(fd, "out of file descriptors");
+        log_conn("server: refused a connection: out of file descriptors");
+        net_refuse(fd, "ERR server full\n"); /* no fd to spare for a linger */
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
     return fd;
 }
 
-static void accept_clients(void) {
+static void accept_clients(int listen_fd) {
     for (;;) {
-        int fd = net_accept(server.listen_fd);
+        int fd = net_accept(listen_fd);
         if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
-            if (refuse_without_fds() == -1) {
+            if (refuse_without_fds(listen_fd) == -1) {
                 return;
             }
             continue;
@@ -348,7 +371,8 @@ static void accept_clients(void) {
         if (fd >= FD_SETSIZE || server.nclients >= MAX_CLIENTS) {
             refuse(fd, "too many clients");
         } else if (client_new(fd) == NULL) {
-            refuse(fd, "cannot set up a client");
+            log_conn("server: refused a connection: cannot set up a client");
+            net_refuse(fd, "ERR server full\n");
         }
     }
 }
@@ -426,10 +450,20 @@ static struct timeval next_timeout(void) {
  * queued (a socket is almost always writable: watching it idle would
  * wake the loop for nothing). */
 static int watch_sockets(fd_set *rd, fd_set *wr) {
-    int maxfd = server.listen_fd;
+    int maxfd = server.stop_fd;
     FD_ZERO(rd);
     FD_ZERO(wr);
-    FD_SET(server.listen_fd, rd);
+    if (!server.stopping) {
+        FD_SET(server.stop_fd, rd); /* once stopping, it stays readable */
+    }
+    for (int i = 0; i < server.listen.n; i++) {
+        FD_SET(server.listen.fds[i], rd);
+        maxfd = server.listen.fds[i] > maxfd ? server.listen.fds[i] : maxfd;
+    }
+    /* The log waits in memory while stderr is not read (log.h). */
+    if (log_pending()) {
+        FD_SET(STDERR_FILENO, wr);
+    }
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
         if (c == NULL) {
@@ -443,7 +477,7 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
         if (buf_pending(&c->out) > 0) {
             FD_SET(fd, wr);
         }
-        maxfd = fd;
+        maxfd = fd > maxfd ? fd : maxfd;
     }
     return maxfd;
 }
@@ -468,9 +502,20 @@ static void free_dead_clients(void) {
     }
 }
 
-static void on_signal(int sig) {
-    (void)sig;
-    server.stop = 1;
+/* SIGINT or SIGTERM: stop taking connections and requests, but first
+ * give what is queued (acks for rows already stored, above all) up to
+ * CLOSE_LINGER_MS to reach the clients: every client is closed as after
+ * an error. Exiting at once would lose those acks, and the clients would
+ * send the stored messages again. */
+static void stop_serving(void) {
+    log_line("server: stopping: sending what is queued, then closing");
+    server.stopping = 1;
+    net_listener_close(&server.listen);
+    for (int fd = 0; fd <= server.maxfd; fd++) {
+        if (server.clients[fd] != NULL) {
+            client_close_soon(server.clients[fd], "server stopping");
+        }
+    }
 }
 
 static void usage(void) {
@@ -513,15 +558,17 @@ static void parse_options(int argc, char **argv) {
 static void start_up(void) {
     char err[NET_ERR_LEN];
     ignore_sigpipe();
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    server.stop_fd = stop_pipe_open();
+    if (server.stop_fd == -1) {
+        perror("server: cannot set up the signal pipe");
+        exit(1);
+    }
     server.store = store_open(server.db_path, err, sizeof err);
     if (server.store == NULL) {
         fprintf(stderr, "server: cannot open the database %s\n", err);
         exit(1);
     }
-    server.listen_fd = net_listen(server.host, server.port, err);
-    if (server.listen_fd == -1) {
+    if (net_listen_all(&server.listen, server.host, server.port, err) == -1) {
         fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.host, server.port, err);
         exit(1);
     }
@@ -530,26 +577,35 @@ static void start_up(void) {
         perror("server: open /dev/null");
         exit(1);
     }
-    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen_fd),
+    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen.fds[0]),
             server.db_path);
 }
 
 int main(int argc, char **argv) {
+    stdio_ensure_open(); /* before any open(): see util.h */
     parse_options(argc, argv);
     start_up();
-    while (!server.stop) {
+    while (!server.stopping || server.nclients > 0) {
         fd_set rd, wr;
         int maxfd = watch_sockets(&rd, &wr);
         struct timeval tv = next_timeout();
         if (select(maxfd + 1, &rd, &wr, NULL, &tv) == -1) {
             if (errno == EINTR) {
-                continue; /* a signal: check server.stop */
+                continue; /* a signal: the stop pipe says which */
             }
             perror("server: select");
             return 1;
         }
-        if (FD_ISSET(server.listen_fd, &rd)) {
-            accept_clients();
+        if (FD_ISSET(STDERR_FILENO, &wr)) {
+            log_flush();
+        }
+        if (FD_ISSET(server.stop_fd, &rd) && !server.stopping) {
+            stop_serving();
+        }
+        for (int i = 0; i < server.listen.n; i++) {
+            if (FD_ISSET(server.listen.fds[i], &rd)) {
+                accept_clients(server.listen.fds[i]);
+            }
         }
         serve_clients(&rd, &wr);
         run_timers();
@@ -561,6 +617,7 @@ int main(int argc, char **argv) {
         }
     }
     store_close(server.store);
-    fprintf(stderr, "server: stopped\n");
+    log_line("server: stopped");
+    log_flush(); /* once: a stderr that is not read must not hold us up */
     return 0;
 }

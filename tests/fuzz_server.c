@@ -181,10 +181,31 @@ static void reset_store(void) {
     }
 }
 
+/* The database's folder, removed when the fuzzer exits. */
+static char db_dir[] = "/tmp/fuzz-server-XXXXXX";
+
+static void remove_db_dir(void) {
+    static const char *const files[] = {"chat.db", "chat.db-wal", "chat.db-shm"};
+    char path[sizeof db_dir + 16];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", db_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(db_dir);
+}
+
 static void open_store(void) {
     char err[256], text[640];
     int64_t id = 0;
-    server.store = store_open(":memory:", err, sizeof err);
+    /* A file in a private folder: the server refuses a database whose
+     * journal is not WAL, and ":memory:" has none. */
+    char path[sizeof db_dir + 16];
+    if (mkdtemp(db_dir) == NULL) {
+        fail("mkdtemp", db_dir);
+    }
+    atexit(remove_db_dir);
+    snprintf(path, sizeof path, "%s/chat.db", db_dir);
+    server.store = store_open(path, err, sizeof err);
     if (server.store == NULL) {
         fail("store_open", err);
     }
@@ -223,9 +244,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     if (fuzz_log == NULL) {
         fail("cannot open /dev/null", NULL);
     }
+    log_to(fileno(fuzz_log)); /* common/log.c: the server's log */
     ignore_sigpipe();
-    server.listen_fd = -1;
+    server.listen.n = 0;
     server.spare_fd = -1;
+    server.stop_fd = -1;
     /* A PING as soon as the last PONG is 1 ms old, and never a timeout:
      * the heartbeat runs, and an input decides what happens. */
     server.ping_interval = 1;

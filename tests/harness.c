@@ -704,6 +704,20 @@ void tcp_send(int fd, const void *buf, size_t len) {
         test_fail(__FILE__, __LINE__, "tcp_send(%d): %s", fd, strerror(errno));
 }
 
+void tcp_send_str(int fd, const char *s) {
+    tcp_send(fd, s, strlen(s));
+}
+
+int tcp_hello(int port, long long offset, int timeout_ms) {
+    char line[64];
+    int fd = tcp_connect(port);
+    snprintf(line, sizeof line, "HELLO %lld\n", offset);
+    tcp_send_str(fd, line);
+    if (!tcp_wait_line(fd, "WELCOME ", timeout_ms))
+        FATAL("tcp_hello(%d): no WELCOME within %d ms", port, timeout_ms);
+    return fd;
+}
+
 /* one read after select said readable; EOF and reset both end the stream */
 static void tcp_fill(int fd, struct tcp_state *t) {
     char chunk[65536];

@@ -127,6 +127,10 @@ int tcp_accept(int listen_fd, int timeout_ms);
 /* sends all of buf; a peer that already closed (EPIPE/ECONNRESET) is not a
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);
+void tcp_send_str(int fd, const char *s); /* tcp_send() of a string */
+/* A raw peer on 127.0.0.1:port that said "HELLO <offset>" and got its
+ * WELCOME (within timeout_ms; else the test ends) */
+int tcp_hello(int port, long long offset, int timeout_ms);
 /* Waits for a complete line containing needle.  Lines up to and including the
  * match are consumed (expect-style), so the next call looks further on.
  * 1 if found, 0 on timeout or EOF. */

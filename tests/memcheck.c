@@ -168,7 +168,7 @@ static void bad_peers(int step, int port) {
                        : 15);
     big[n] = '\n';
     tcp_send(fd, big, n + 1);
-    CHECK(tcp_wait_line(fd, "ERR message too long", VG_MS));
+    CHECK(tcp_wait_line(fd, step <= 2 ? "ERR message too long" : "REJECT 7 message too long", VG_MS));
     expect_line(fd, msg(step, "from a raw peer"), "from a raw peer");
     tcp_send(fd, big, 2 * MAX_LINE); /* no newline: over-long */
     CHECK(tcp_wait_line(fd, "ERR line too long", VG_MS));
@@ -313,7 +313,7 @@ static void hostile_server(int step) {
 
     fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO "));
-    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000\n"
+    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000 3\n"
                  "CHAT 1 one\nCHAT 1 one again\nCHAT x bad id\nCHAT 2\nCHAT\n"
                  "CHAT 3 esc \x1b[2J bad \xff\xfe\n"
                  "ACK 12\nACK zz\nACK\nERR some reason\nUNKNOWN verb\n\r\n\nPING\n");
@@ -332,7 +332,7 @@ static void hostile_server(int step) {
 
     fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO 3\n"));
-    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000\nCHAT 4 four\n");
+    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000 4\nCHAT 4 four\n");
     WAIT_UNTIL(proc_out_count(c, "4 four\n") == 1, VG_MS);
     proc_close_stdin(c);
     CHECK(fake_wait_eof(fd)); /* the client half-closes */

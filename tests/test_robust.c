@@ -1,8 +1,483 @@
-/* test_robust.c -- what a classroom does to it: CRLF files, a replaced database, an unread log, a stop, a full server. */
+/* test_robust.c -- what a classroom does to it: CRLF files, a message the
+ * server rejects, a replaced database, an unread log, a stop, a full
+ * server, a client that exits, text that reads differently than stored.
+ *
+ * Each test is the habit of a student (or of a script they wrote), run
+ * against the real programs, and asserts what the user must see: nothing
+ * lost or duplicated, nothing stuck, and the reason said out loud. */
 #include "harness.h"
+#include "limits.h"
 #include "suites.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAIT_MS 8000 /* for what normally takes milliseconds */
+
+static int connected(struct proc *c) {
+    return proc_err_count(c, "connected as");
+}
+
+/* n rows of text_len bytes each, in one transaction, as store.c makes
+ * the table (the server opens the file afterwards). */
+static void fill_db(const char *db, int n, int text_len) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    char *text = malloc((size_t)text_len + 1);
+    REQUIRE(text != NULL);
+    memset(text, 'r', (size_t)text_len);
+    text[text_len] = '\0';
+    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(h,
+                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (content) VALUES (?)", -1, &st, NULL) == SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    free(text);
+}
+
+/* A raw peer whose receive buffer is small: the server's output to it
+ * backs up after a few kilobytes, as over a slow link. */
+static int small_window_connect(int port) {
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), size = 4096;
+    REQUIRE(fd >= 0);
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) == 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    tcp_adopt(fd);
+    return fd;
+}
+
+/* One wrapper per step, so that each step is a test of its own. */
+#define FOR_STEP(fn, n)                                                                                      \
+    static void fn##_##n(void) {                                                                             \
+        fn(n);                                                                                               \
+    }
+#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
+#define FOR_3_4(fn) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
+
+/* ---------------------------------------------------------------------
+ * A CRLF file, and a message the server rejects for good
+ * ------------------------------------------------------------------- */
+
+/* A file saved on Windows, once through a second CRLF conversion: its
+ * empty lines are "\r\n" or "\r\r\n", its other lines end in "\r\r\n".
+ * Every step sends the three texts as typed, without a CR, and steps 3-4
+ * do not stall on an empty message that the server could never store. */
+static void crlf_file(int step) {
+    const char *db = tmppath("chat.db");
+    struct proc *s = server_start(step, db, NULL);
+    const char *args[] = {"--ack-timeout", "300", "--retries", "inf", NULL};
+    struct proc *c = client_start(step, proc_port(s), step >= 3 ? args : NULL);
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "one\r\n\r\n\r\r\ntwo\r\r\n\r\nthree\r\n");
+    proc_close_stdin(c);
+    CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
+    CHECK_EQ_INT(db_count(db, "1"), 3);
+    CHECK_EQ_INT(db_count(db, "content IN ('one', 'two', 'three')"), 3);
+    CHECK_EQ_INT(db_count(db, "instr(content, char(13)) > 0"), 0);
+    CHECK_EQ_INT(proc_err_count(c, "will send again"), 0);
+}
+FOR_ALL(crlf_file)
+
+/* The server rejects a message for good (REJECT <ack-id> <reason>): a
+ * server with a smaller limit than ours, say. The client gives that one
+ * message up at once, loudly, and sends the next: no retry, no stall. */
+static void rejected_message(int step) {
+    int port, lfd = tcp_listen(&port);
+    const char *args[] = {"--ack-timeout", "5000", "--retries", "inf", NULL};
+    struct proc *c = client_start(step, port, args);
+    int fd = tcp_accept(lfd, WAIT_MS);
+    tcp_adopt(fd);
+    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
+    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "too big for you\nsmall\n");
+    REQUIRE(tcp_wait_line(fd, "MSG 1 ", WAIT_MS));
+    tcp_send_str(fd, "REJECT 1 message too long\n");
+    /* The next message comes at once, long before the ack timeout. */
+    long long t0 = now_ms();
+    REQUIRE(tcp_wait_line(fd, "MSG 2 ", WAIT_MS));
+    CHECK(now_ms() - t0 < 2500);
+    CHECK(strstr(tcp_log(fd), "small") != NULL);
+    tcp_send_str(fd, "ACK 2\n");
+    proc_close_stdin(c);
+    REQUIRE(tcp_wait_closed(fd, WAIT_MS)); /* it half-closed: nothing left to send */
+    tcp_close(fd);
+    CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 1); /* a message was given up */
+    CHECK_EQ_INT(proc_err_count(c, "rejected a message: message too long"), 1);
+    CHECK_EQ_INT(proc_err_count(c, "gave up (rejected): "), 1);
+    CHECK_EQ_INT(proc_err_count(c, "too big for you"), 1); /* given up once, never resent */
+    CHECK_EQ_INT(proc_err_count(c, "will send again"), 0);
+    CHECK_EQ_INT(proc_err_count(c, "1 message(s) given up"), 1);
+    close(lfd);
+}
+FOR_3_4(rejected_message)
+
+/* ---------------------------------------------------------------------
+ * The database is replaced under connected clients
+ * ------------------------------------------------------------------- */
+
+/* A student deletes chat.db and restarts the server. A client that saw
+ * ids up to 3 in the old database reconnects: the new server's last id
+ * is below its offset, so it says so on stderr and catches up from the
+ * start, instead of ignoring every message until the ids pass 3. */
+static void replaced_database(int step) {
+    const char *db = tmppath("chat.db");
+    struct proc *s = server_start(step, db, NULL);
+    int port = proc_port(s);
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    struct proc *c = client_start(step, port, NULL);
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "old one\nold two\nold three\n");
+    WAIT_UNTIL(proc_out_count(c, "3 old three\n") == 1, WAIT_MS);
+
+    proc_kill(s);
+    WAIT_UNTIL(proc_err_count(c, "disconnected") >= 1, WAIT_MS);
+    unlink(db);
+    unlink(tmppath("chat.db-wal"));
+    unlink(tmppath("chat.db-shm"));
+    const char *same_port[] = {"--port", port_s, NULL};
+    s = server_start(step, db, same_port);
+    struct proc *other = client_start(step, port, NULL);
+    WAIT_UNTIL(connected(other) == 1, WAIT_MS);
+    proc_write(other, "new one\n");
+    WAIT_UNTIL(proc_out_count(other, "1 new one\n") == 1, WAIT_MS);
+
+    WAIT_UNTIL(proc_out_count(c, "1 new one\n") == 1, WAIT_MS);
+    CHECK_EQ_INT(proc_err_count(c, "a new database, catching up from the start"), 1);
+    proc_write(c, "after\n");
+    WAIT_UNTIL(proc_out_count(other, "2 after\n") == 1, WAIT_MS);
+    WAIT_UNTIL(proc_out_count(c, "2 after\n") == 1, WAIT_MS);
+    CHECK_EQ_INT(proc_err_count(s, ": replaying from the start"), 1);
+}
+FOR_ALL(replaced_database)
+
+/* ---------------------------------------------------------------------
+ * A server whose stderr nobody reads
+ * ------------------------------------------------------------------- */
+
+/* Connect without blocking, wait up to ms for the connection, close it.
+ * 1 if it was established. */
+static int connect_and_close(int port, int ms) {
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok = 0;
+    REQUIRE(fd >= 0);
+    REQUIRE(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        ok = 1;
+    } else if (errno == EINPROGRESS) {
+        fd_set wr;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        int soerr = 1;
+        socklen_t len = sizeof soerr;
+        FD_ZERO(&wr);
+        FD_SET(fd, &wr);
+        ok = select(fd + 1, NULL, &wr, NULL, &tv) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+/* Read what the fifo holds now (non-blocking) into buf, appending. */
+static void read_fifo(int fd, char *buf, size_t cap, size_t *len) {
+    ssize_t n;
+    while (*len + 1 < cap && (n = read(fd, buf + *len, cap - 1 - *len)) > 0) {
+        *len += (size_t)n;
+    }
+    buf[*len] = '\0';
+}
+
+/* `server 2>&1 | less` and a student who never scrolls: the server's
+ * stderr is a pipe that nobody reads. A storm of connections, each
+ * logging a line or two, fills that pipe many times over; the server must
+ * go on serving (before, each log line blocked the whole loop), and once
+ * the pipe is read again the log says how many lines it had to drop. */
+static void unread_log(int step) {
+    static const char script[] = "exec \"$0\" \"$@\" 2>\"$CHAT_LOG_FIFO\"";
+    char rel[32], *log = malloc(1 << 20);
+    size_t len = 0;
+    const char *fifo = tmppath("log.fifo"), *db = tmppath("chat.db");
+    REQUIRE(log != NULL);
+    REQUIRE(mkfifo(fifo, 0600) == 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader that never reads */
+    REQUIRE(rfd >= 0);
+    REQUIRE(setenv("CHAT_LOG_FIFO", fifo, 1) == 0);
+    snprintf(rel, sizeof rel, "step%d/server", step);
+    const char *argv[] = {"/bin/sh", "-c", script, bin_path(rel), "--port", "0", "--db", db, NULL};
+    struct proc *s = proc_start("server", argv);
+    int port = 0;
+    /* Read the fifo only for the "listening on" line; from then on the
+     * server's stderr is full and stays full. */
+    long long end = now_ms() + WAIT_MS;
+    while (port == 0 && now_ms() < end && !s->exited) {
+        read_fifo(rfd, log, 1 << 20, &len);
+        const char *at = strstr(log, "listening on ");
+        const char *colon = at ? strchr(at + 13, ':') : NULL;
+        if (colon != NULL && strchr(colon, '\n') != NULL) {
+            port = atoi(colon + 1);
+        }
+        pump(10);
+    }
+    REQUIRE(port > 0);
+    for (int i = 0; i < 3000; i++) {
+        if (!connect_and_close(port, 2000)) {
+            test_fail(__FILE__, __LINE__, "connection %d not accepted within 2 s: the server is stuck", i);
+            test_abort();
+        }
+    }
+    struct proc *c = client_start(step, port, NULL);
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "still serving\n");
+    WAIT_UNTIL(proc_out_count(c, " still serving\n") == 1, WAIT_MS);
+    CHECK_EQ_INT(db_count(db, "content = 'still serving'"), 1);
+
+    /* Someone reads the pipe again: the log catches up and owns up. */
+    len = 0;
+    WAIT_UNTIL((read_fifo(rfd, log, 1 << 20, &len), strstr(log, "log lines dropped") != NULL), WAIT_MS);
+    close(rfd);
+    free(log);
+}
+FOR_ALL(unread_log)
+
+/* ---------------------------------------------------------------------
+ * Stopping the server with SIGTERM or Ctrl-C
+ * ------------------------------------------------------------------- */
+
+/* Acks that wait in the server's output when it is told to stop are sent
+ * before it exits (before, they were lost, and step 3's clients stored
+ * those messages a second time). The peer asks for 16 MB of history and
+ * reads nothing, through a small window: the server's socket buffer fills
+ * within milliseconds, and every ack queued after that waits in the
+ * server. The messages go out over 2 s, so most of them come after. */
+static void stop_sends_queued_acks(int step) {
+    const char *db = tmppath("chat.db");
+    enum { ROWS = 16000, MSGS = 100 }; /* 16 MB: more than any socket buffer here */
+    fill_db(db, ROWS, 1000);
+    struct proc *s = server_start(step, db, NULL);
+    int fd = small_window_connect(proc_port(s));
+    tcp_send_str(fd, "HELLO 0\n");
+    char line[128];
+    for (int i = 1; i <= MSGS; i++) {
+        if (step == 3) {
+            snprintf(line, sizeof line, "MSG %d queued %d\n", i, i);
+        } else {
+            snprintf(line, sizeof line, "MSG %d off-%d queued %d\n", i, i, i);
+        }
+        tcp_send_str(fd, line);
+        pump(20); /* pacing, not a wait for anything */
+    }
+    WAIT_UNTIL(db_count(db, "content LIKE 'queued %'") == MSGS, WAIT_MS);
+    proc_signal(s, SIGTERM);
+    snprintf(line, sizeof line, "ACK %d", MSGS);
+    CHECK(tcp_wait_line(fd, line, 2 * WAIT_MS));
+    int acks = 0;
+    for (const char *p = tcp_log(fd); (p = strstr(p, "\nACK ")) != NULL; p++) {
+        acks++;
+    }
+    CHECK_EQ_INT(acks, MSGS); /* one for every stored row */
+    CHECK(tcp_wait_closed(fd, WAIT_MS));
+    CHECK_EQ_INT(proc_wait_exit(s, WAIT_MS), 0);
+    CHECK_EQ_INT(proc_err_count(s, "server: stopped"), 1);
+}
+FOR_3_4(stop_sends_queued_acks)
+
+/* Ctrl-C on a client with messages not yet acked: it says which ones it
+ * gives up, and its exit status says so too (before, it died silently). */
+static void client_stop_says_what_is_lost(int step) {
+    int port, lfd = tcp_listen(&port);
+    struct proc *c = client_start(step, port, NULL);
+    int fd = tcp_accept(lfd, WAIT_MS);
+    tcp_adopt(fd);
+    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
+    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "first\nsecond\n");
+    REQUIRE(tcp_wait_line(fd, "first", WAIT_MS)); /* in flight, never acked */
+    proc_signal(c, SIGINT);
+    CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), step >= 3 ? 1 : 0);
+    CHECK_EQ_INT(proc_err_count(c, "client: stopped\n"), 1);
+    if (step >= 3) {
+        CHECK_EQ_INT(proc_err_count(c, "stopped, gave up: "), 2);
+        CHECK_EQ_INT(proc_err_count(c, "2 message(s) given up"), 1);
+    }
+    tcp_close(fd);
+    close(lfd);
+}
+FOR_3_4(client_stop_says_what_is_lost)
+
+/* An idle server stops at once on SIGTERM and on SIGINT: the signal wakes
+ * select() through the stop pipe, whenever it comes. Twenty tries, with a
+ * client connected, so that the loop has timers of its own. */
+static void stop_is_prompt(int step) {
+    for (int i = 0; i < 20; i++) {
+        struct proc *s = server_start(step, NULL, NULL);
+        int fd = tcp_hello(proc_port(s), 0, WAIT_MS);
+        long long t0 = now_ms();
+        proc_signal(s, i % 2 ? SIGINT : SIGTERM);
+        CHECK(tcp_wait_closed(fd, WAIT_MS));
+        tcp_close(fd); /* as a client does: then the server need not linger */
+        CHECK_EQ_INT(proc_wait_exit(s, WAIT_MS), 0);
+        long long ms = now_ms() - t0;
+        if (ms > 900) {
+            test_fail(__FILE__, __LINE__, "try %d: the server took %lld ms to stop", i, ms);
+        }
+        unlink(tmppath("chat.db"));
+    }
+}
+FOR_ALL(stop_is_prompt)
+
+/* ---------------------------------------------------------------------
+ * A reader on a slow link catches up on long rows
+ * ------------------------------------------------------------------- */
+
+/* A page of long rows must not overflow a slow reader's output: at most
+ * REPLAY_FILL bytes and one row wait for it (before, a page of 64 rows of
+ * 4 KB on top of REPLAY_FILL pending bytes passed MAX_OUTPUT, and the
+ * reader was cut off again and again while it caught up). Loopback's
+ * megabyte socket buffers never take a page only in part, so the step's
+ * own server code runs in tests/replay_bound.c, on a slow socketpair. */
+static void slow_reader_long_rows(int step) {
+    char rel[32];
+    snprintf(rel, sizeof rel, "tests/replay_bound%d", step);
+    const char *argv[] = {bin_path(rel), NULL};
+    struct proc *p = proc_start("replay_bound", argv);
+    CHECK_EQ_INT(proc_wait_exit(p, 3 * WAIT_MS), 0);
+    CHECK_EQ_INT(proc_out_count(p, " of 301 lines"), 1);
+}
+FOR_ALL(slow_reader_long_rows)
+
+/* ---------------------------------------------------------------------
+ * A full server says why, and every client prints it
+ * ------------------------------------------------------------------- */
+
+/* The server runs out of descriptors after a few clients: every further
+ * connection gets "ERR server full". A real client, refused again and
+ * again as it reconnects, prints the server's reason every time, never
+ * "Connection reset by peer" (the reset that a close with its HELLO
+ * unread used to send). */
+static void full_server_says_why(int step) {
+    static const char script[] = "ulimit -n 20 || exit 97; exec \"$0\" \"$@\"";
+    char rel[32];
+    snprintf(rel, sizeof rel, "step%d/server", step);
+    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
+                          tmppath("chat.db"), NULL};
+    struct proc *s = proc_start("server", argv);
+    WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
+    REQUIRE(!s->exited);
+    int port = proc_port(s);
+    for (int n = 0; n < 20; n++) {
+        int fd = tcp_connect(port);
+        tcp_send_str(fd, "HELLO 0\n");
+        REQUIRE(tcp_wait_line(fd, " ", WAIT_MS));
+        if (strncmp(tcp_log(fd), "ERR server full", 15) == 0) {
+            tcp_close(fd);
+            break;
+        }
+    }
+    struct proc *c = client_start(step, port, NULL);
+    proc_write(c, "hello?\n");
+    WAIT_UNTIL(proc_err_count(c, "server says: server full") >= 10, 3 * WAIT_MS);
+    CHECK_EQ_INT(proc_err_count(c, "reset"), 0);
+    CHECK_EQ_INT(proc_err_count(c, "connected as"), 0);
+}
+FOR_ALL(full_server_says_why)
+
+/* ---------------------------------------------------------------------
+ * A client that is done connects no more
+ * ------------------------------------------------------------------- */
+
+/* `echo hi | client`: one line, then the end of input. The client sends
+ * it, leaves, and connects exactly once (before, steps 3-4 opened one
+ * more connection on their way out: a reconnect timer from before the
+ * last disconnect fired). A raw peer connects after it has exited: the
+ * server accepts in order, so by the time the peer is welcomed, every
+ * connection the client made has been accepted and logged. */
+static void done_client_connects_once(int step) {
+    struct proc *s = server_start(step, NULL, NULL);
+    int port = proc_port(s);
+    for (int i = 0; i < 5; i++) {
+        struct proc *c = client_start(step, port, NULL);
+        proc_write(c, "just one line\n");
+        proc_close_stdin(c);
+        CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
+        int fd = tcp_hello(port, 0, WAIT_MS);
+        WAIT_UNTIL(proc_err_count(s, " connected") == 2 * (i + 1), WAIT_MS);
+        tcp_close(fd);
+    }
+    pump(100); /* a late extra connection would be logged by now: none */
+    CHECK_EQ_INT(proc_err_count(s, " connected"), 10);
+}
+FOR_ALL(done_client_connects_once)
+
+/* ---------------------------------------------------------------------
+ * Text that reads differently than it is stored
+ * ------------------------------------------------------------------- */
+
+/* "Trojan Source": a right-to-left override, an isolate and a zero-width
+ * space in a message are shown escaped by every client, so that what a
+ * reader sees is what is stored. */
+static void bidi_is_shown_escaped(int step) {
+    struct proc *s = server_start(step, NULL, NULL);
+    struct proc *c = client_start(step, proc_port(s), NULL);
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_write(c, "pay \xE2\x80\xAE"
+                  "001$\xE2\x81\xA6 to\xE2\x80\x8B"
+                  "bob\n");
+    WAIT_UNTIL(proc_out_count(c, "1 pay ") == 1, WAIT_MS);
+    CHECK_EQ_INT(proc_out_count(c, "1 pay \\u{202E}001$\\u{2066} to\\u{200B}bob\n"), 1);
+    CHECK(strstr(c->out, "\xE2\x80\xAE") == NULL);
+}
+FOR_ALL(bidi_is_shown_escaped)
+
+/* ---------------------------------------------------------------------
+ * The table
+ * ------------------------------------------------------------------- */
+
+#define T(n, what, fn)                                                                                       \
+    { "robust step " #n ": " what, fn##_##n }
+#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
+#define T_3_4(what, fn) T(3, what, fn), T(4, what, fn)
+
 const struct test robust_tests[] = {
-    {NULL, NULL},
+    T_ALL("a CRLF file with doubled CRs and empty lines is sent as typed", crlf_file),
+    T_3_4("a message the server rejects is given up at once; the next one goes on", rejected_message),
+    T_ALL("a client notices a replaced database and catches up from the start", replaced_database),
+    T_ALL("a server whose stderr nobody reads serves through a connection storm", unread_log),
+    T_3_4("SIGTERM sends the acks already queued before the server exits", stop_sends_queued_acks),
+    T_3_4("Ctrl-C on a client names every message it gives up", client_stop_says_what_is_lost),
+    T_ALL("SIGTERM and SIGINT stop an idle server at once", stop_is_prompt),
+    T_ALL("a reader on a slow link catches up on long rows without being cut off", slow_reader_long_rows),
+    T_ALL("a full server's reason reaches a real client, never a reset", full_server_says_why),
+    T_ALL("a client that sends one line and exits connects once", done_client_connects_once),
+    T_ALL("bidirectional overrides and zero-width characters are shown escaped", bidi_is_shown_escaped),
 };
-const int robust_count = 0;
+const int robust_count = sizeof robust_tests / sizeof robust_tests[0];

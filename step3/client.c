@@ -444,7 +444,10 @@ static void handle_server_line(char *line) {
         on_ack(arg);
     } else if (strcmp(line, "REJECT") == 0) {
         on_reject(arg);
-    } else if (strcmp(line, "PING") == 0) {
+    } else if (strcmp(line, "PING") == 0 && !client.shut) {
+        /* After our half-close a PONG cannot go out: the write fails
+         * (EPIPE), and closing on that resets the connection, which
+         * destroys the last lines the server has not read yet. */
         send_line("PONG");
     } else if (strcmp(line, "ERR") == 0) {
         say_shown("server says: ", arg);

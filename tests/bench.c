@@ -1409,7 +1409,10 @@ static void stdin_run(long lines, long stop_at, struct stdin_result *out) {
     char problem[160] = "";
     server_stop(&srv, problem, sizeof problem);
     char st[64];
-    int killed_by_us = stop_at > 0 && WIFSIGNALED(p.status) && WTERMSIG(p.status) == SIGTERM;
+    /* Stopped by our SIGTERM: the client names what it gives up and exits
+     * 1 (or, an older one, dies of the signal). */
+    int killed_by_us = stop_at > 0 && ((WIFSIGNALED(p.status) && WTERMSIG(p.status) == SIGTERM) ||
+                                       (WIFEXITED(p.status) && WEXITSTATUS(p.status) <= 1));
     if (out->received < r.total || out->anomalies > 0) {
         snprintf(out->problem, sizeof out->problem,
                  "FAILED: lines lost or garbled: %ld of the first %ld rows out of sequence; client %s",

@@ -18,7 +18,7 @@
  * compared with it:
  *   - a line has no '\n' and no NUL, is shorter than MAX_LINE, lies inside
  *     the reader's buffer, and is the stream's bytes up to the next newline
- *     (a '\r' before it dropped);
+ *     (the '\r's just before it dropped);
  *   - LINE_HAS_NUL exactly for a line with a NUL byte;
  *   - LINE_TOO_LONG exactly when MAX_LINE bytes came without a newline;
  *   - the bytes add up: after the last read the reader holds exactly the
@@ -61,8 +61,10 @@ static void model_line(struct model *m, const uint8_t *s, size_t off, size_t len
     struct event e = {EV_LINE, off, len};
     if (memchr(s + off, '\0', len) != NULL) {
         e.kind = EV_NUL;
-    } else if (len > 0 && s[off + len - 1] == '\r') {
-        e.len--;
+    } else {
+        while (e.len > 0 && s[off + e.len - 1] == '\r') {
+            e.len--;
+        }
     }
     m->ev[m->n++] = e;
 }

@@ -20,7 +20,7 @@
  * the chunking (1 to 5000 bytes) and whether the peer half-closes at the
  * end. Beyond ASan and UBSan, every input is checked for:
  *   - every line from the server is shorter than MAX_LINE, has a known
- *     verb, WELCOME comes at most once, CHAT and ACK only after it;
+ *     verb, WELCOME comes at most once, CHAT, ACK and REJECT only after it;
  *   - the CHAT ids are contiguous and increasing: every row once, in order;
  *   - no output is queued once the server has half-closed;
  *   - after the peer half-closes, the server closes (within a bound);
@@ -101,9 +101,9 @@ static void check_line(struct peer_view *v, char *line) {
             fail("CHAT ids not contiguous and increasing", arg);
         }
         v->last_chat = id;
-    } else if (strcmp(line, "ACK") == 0) {
+    } else if (strcmp(line, "ACK") == 0 || strcmp(line, "REJECT") == 0) {
         if (FUZZ_STEP < 3 || !v->welcomed) {
-            fail("an ACK before WELCOME or in a step without acks", arg);
+            fail("an ACK or REJECT before WELCOME or in a step without acks", arg);
         }
     } else if (strcmp(line, "PING") != 0 && strcmp(line, "ERR") != 0) {
         fail("an unknown line from the server", line);

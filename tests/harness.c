@@ -179,6 +179,11 @@ int test_failures(void) {
     return n_failures;
 }
 
+int test_ms_left(void) {
+    long long left = test_deadline ? test_deadline - now_ms() : limit_ms;
+    return left < 1 ? 1 : left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
 static void finish_test(void);
 
 _Noreturn void test_abort(void) {

@@ -55,6 +55,12 @@ void test_fail(const char *file, int line, const char *fmt, ...) HARNESS_PRINTF(
  * also works from helper functions and from functions returning a value. */
 _Noreturn void test_abort(void);
 int test_failures(void); /* failures recorded so far */
+/* Milliseconds left before the test's own limit (TEST_TIMEOUT), at least 1.
+ * The deadline of a wait on a job whose duration is the machine's (a
+ * million rows, an external tool over the whole tree): a fixed deadline
+ * shorter than the limit fails on a loaded machine or a sanitizer build
+ * although nothing is wrong, and the limit still ends a real hang. */
+int test_ms_left(void);
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \

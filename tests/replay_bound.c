@@ -14,6 +14,9 @@
  * Built once per step (replay_bound1 .. replay_bound4, -DSTEP=N); run by
  * test_robust.c. Exit status 0 when every row arrived and the bound held;
  * the largest queue seen is printed either way. */
+#ifndef STEP
+#define STEP 4
+#endif
 #define main server_main
 #if STEP == 1
 #include "../step1/server.c" /* NOLINT(bugprone-suspicious-include) */

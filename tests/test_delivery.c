@@ -903,9 +903,13 @@ static void s4_soak(void) {
             proxy_cmd(&px, "down 200");
         }
         if (lock) {
+            /* the lock must be felt: on a loaded machine the first MSG may
+             * reach the server only after 300 ms, so wait for the failed
+             * insert, then hold what is left of the 300 ms */
+            AWAIT(proc_err_count(srv, "insert failed") > failed_inserts, WAIT_MS,
+                  "an insert to fail on the locked db");
             hold_fault((int)(locked_at + 300 - now_ms()));
             db_unlock(lock);
-            CHECK(proc_err_count(srv, "insert failed") > failed_inserts); /* the lock was felt */
         }
         for (int i = 0; i < SOAK_SENDERS; i++) {
             wait_distinct(tags[i], typed[i], 10000);

@@ -438,6 +438,35 @@ static void done_client_connects_once(int step) {
 }
 FOR_ALL(done_client_connects_once)
 
+/* `client < file` against a server that lags behind (here: stopped for
+ * 2 s). The client sends everything, half-closes, and waits for the
+ * server to finish. A PING that comes then must not be answered: the PONG
+ * fails on the half-closed socket (EPIPE), and the client's close on that
+ * reset the connection, which destroyed every line the server had not
+ * read yet (before: about 1600 of 5000 stored). Steps 3-4 half-close only
+ * once every message is acked, so this is a steps 1-2 test. */
+static void lagging_server_gets_every_line(int step) {
+    enum { LINES = 5000 };
+    const char *db = tmppath("chat.db");
+    const char *fast_ping[] = {"--ping-interval", "500", "--ping-timeout", "5000", NULL};
+    struct proc *s = server_start(step, db, fast_ping);
+    struct proc *c = client_start(step, proc_port(s), NULL);
+    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    proc_signal(s, SIGSTOP); /* the server lags: the client sends it all and half-closes */
+    for (int i = 1; i <= LINES; i++) {
+        proc_write(c, "line %d\n", i);
+    }
+    proc_close_stdin(c);
+    pump(2000); /* the fault's length, not a wait for anything */
+    proc_signal(s, SIGCONT);
+    CHECK_EQ_INT(proc_wait_exit(c, 3 * WAIT_MS), 0);
+    WAIT_UNTIL(db_count(db, "1") == LINES || proc_err_count(s, "disconnected") > 0, WAIT_MS);
+    CHECK_EQ_INT(db_count(db, "1"), LINES);
+    CHECK_EQ_INT(proc_err_count(c, "Broken pipe"), 0);
+}
+FOR_STEP(lagging_server_gets_every_line, 1)
+FOR_STEP(lagging_server_gets_every_line, 2)
+
 /* ---------------------------------------------------------------------
  * Text that reads differently than it is stored
  * ------------------------------------------------------------------- */
@@ -478,6 +507,10 @@ const struct test robust_tests[] = {
     T_ALL("a reader on a slow link catches up on long rows without being cut off", slow_reader_long_rows),
     T_ALL("a full server's reason reaches a real client, never a reset", full_server_says_why),
     T_ALL("a client that sends one line and exits connects once", done_client_connects_once),
+    T(1, "a client that half-closed does not answer a PING: a lagging server gets every line",
+      lagging_server_gets_every_line),
+    T(2, "a client that half-closed does not answer a PING: a lagging server gets every line",
+      lagging_server_gets_every_line),
     T_ALL("bidirectional overrides and zero-width characters are shown escaped", bidi_is_shown_escaped),
 };
 const int robust_count = sizeof robust_tests / sizeof robust_tests[0];

@@ -27,6 +27,17 @@ static int set_nonblock_cloexec(int fd) {
     return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+/* SIGHUP: the terminal went away (a student closed the window). That is
+ * a stop like the others, unless the program was started to outlive its
+ * terminal: nohup sets SIGHUP to "ignore", and we keep that. */
+static int watch_hangup(const struct sigaction *sa) {
+    struct sigaction old;
+    if (sigaction(SIGHUP, NULL, &old) == -1) {
+        return -1;
+    }
+    return old.sa_handler == SIG_IGN ? 0 : sigaction(SIGHUP, sa, NULL);
+}
+
 int stop_pipe_open(void) {
     struct sigaction sa;
     if (pipe(stop_pipe) == -1 || set_nonblock_cloexec(stop_pipe[0]) == -1 ||
@@ -36,7 +47,8 @@ int stop_pipe_open(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1) {
+    if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1 ||
+        watch_hangup(&sa) == -1) {
         return -1;
     }
     return stop_pipe[0];

@@ -1,4 +1,4 @@
-/* stop.h -- stopping cleanly on Ctrl-C (SIGINT) and SIGTERM.
+/* stop.h -- stopping cleanly on Ctrl-C (SIGINT), SIGTERM and SIGHUP.
  *
  * A signal handler may do almost nothing safely: no stdio, no malloc, not
  * even our own data beyond a flag. And a flag alone has a race: a signal
@@ -13,7 +13,8 @@
 #ifndef CHAT_STOP_H
 #define CHAT_STOP_H
 
-/* Install the handlers for SIGINT and SIGTERM. Returns the descriptor to
+/* Install the handlers for SIGINT, SIGTERM and SIGHUP (a closed terminal;
+ * not when SIGHUP is ignored, as under nohup). Returns the descriptor to
  * watch for reading (it turns readable when a stop is asked for), or -1
  * with errno set. */
 int stop_pipe_open(void);

@@ -578,6 +578,69 @@ static int fixed_port(const char *const extra[]) {
     return 0;
 }
 
+/* Ports claimed by this test process, for as long as the test runs:
+ * one file per port in $TMPDIR/chat-test-ports, holding the owner's pid.
+ * Without them, a test that kills its server and restarts it on the same
+ * port could find another test's server there (both picked it at random,
+ * one while the other's was down), and its client would talk to the wrong
+ * server. A claim whose owner is gone (a test killed at its time limit)
+ * is taken over. Tests of two suites run in parallel claim in the same
+ * folder, so they never share a port either. */
+#define MAX_CLAIMS 64
+static int claimed[MAX_CLAIMS], n_claimed;
+
+static void claim_path(int port, char *path, size_t n) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    snprintf(path, n, "%s/chat-test-ports", base);
+    mkdir(path, 0777); /* EEXIST is fine; a failure shows at open() */
+    chmod(path, 01777); /* shared by every user's tests, like /tmp */
+    size_t len = strlen(path);
+    snprintf(path + len, n - len, "/%d", port);
+}
+
+/* 1 if the port is now ours (or was already), 0 if a live test has it. */
+static int claim_port(int port) {
+    char path[PATH_BUF + 32], pid[32];
+    for (int i = 0; i < n_claimed; i++)
+        if (claimed[i] == port)
+            return 1;
+    if (n_claimed == MAX_CLAIMS)
+        FATAL("more than %d server ports in one test", MAX_CLAIMS);
+    claim_path(port, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 && errno == EEXIST) {
+        FILE *f = fopen(path, "r");
+        long owner = 0;
+        if (f) {
+            if (fscanf(f, "%ld", &owner) != 1)
+                owner = 0;
+            fclose(f);
+        }
+        if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno == EPERM))
+            return 0; /* a live test's */
+        unlink(path); /* its owner is gone */
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    }
+    if (fd < 0)
+        return 0; /* another test took it just now, or no folder: pick again */
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    write_all(fd, pid, (size_t)n);
+    close(fd);
+    claimed[n_claimed++] = port;
+    return 1;
+}
+
+static void release_ports(void) {
+    char path[PATH_BUF + 32];
+    for (int i = 0; i < n_claimed; i++) {
+        claim_path(claimed[i], path, sizeof path);
+        unlink(path);
+    }
+    n_claimed = 0;
+}
+
 /* Servers listen on a port below every system's ephemeral range (Linux
  * 32768-60999, macOS 49152-65535). With --port 0 the port would come from
  * that range, and once a test kills the server, an outgoing connection
@@ -595,7 +658,10 @@ struct proc *server_start(int step, const char *db, const char *const extra[]) {
     const char *args[] = {bin_path(rel), "--port", port, "--db", db};
     long long end = now_ms() + 5000;
     for (;;) {
-        snprintf(port, sizeof port, "%d", fixed ? fixed : 20000 + (int)(random_u32() % 10000));
+        int pick = fixed ? fixed : 20000 + (int)(random_u32() % 10000);
+        if (!fixed && !claim_port(pick))
+            continue; /* a live test's port */
+        snprintf(port, sizeof port, "%d", pick);
         struct proc *p = start_with_extra(name, args, 5, extra);
         while (proc_port(p) == 0 && !p->exited && now_ms() < end)
             pump(20);
@@ -895,6 +961,7 @@ static void finish_test(void) {
         free(p);
     }
     n_procs = 0;
+    release_ports(); /* after the kills: nothing of ours listens there now */
     for (int fd = 0; fd < FD_SETSIZE; fd++)
         if (tcp_tab[fd].used)
             tcp_close(fd);
@@ -912,6 +979,7 @@ static void finish_test(void) {
  * anything; closing our copies of the fds matters: a stray copy of a proc's
  * stdin or of a socket would keep it open after the owner closes it. */
 static void forget_parent_state(void) {
+    n_claimed = 0; /* the parent's ports stay the parent's */
     for (int i = 0; i < n_procs; i++) {
         close_fd(&procs[i]->in_fd);
         close_fd(&procs[i]->out_fd);

@@ -342,7 +342,7 @@ static void stop_is_prompt(int step) {
         struct proc *s = server_start(step, NULL, NULL);
         int fd = tcp_hello(proc_port(s), 0, WAIT_MS);
         long long t0 = now_ms();
-        proc_signal(s, i % 2 ? SIGINT : SIGTERM);
+        proc_signal(s, i % 3 == 0 ? SIGTERM : i % 3 == 1 ? SIGINT : SIGHUP);
         CHECK(tcp_wait_closed(fd, WAIT_MS));
         tcp_close(fd); /* as a client does: then the server need not linger */
         CHECK_EQ_INT(proc_wait_exit(s, WAIT_MS), 0);
@@ -354,6 +354,28 @@ static void stop_is_prompt(int step) {
     }
 }
 FOR_ALL(stop_is_prompt)
+
+/* `nohup server &`: SIGHUP is ignored before the server starts, so that it
+ * outlives its terminal; the server keeps it so (it stops on SIGHUP only
+ * when SIGHUP would otherwise have killed it). */
+static void nohup_is_kept(int step) {
+    static const char script[] = "trap '' HUP; exec \"$0\" \"$@\"";
+    char rel[32];
+    snprintf(rel, sizeof rel, "step%d/server", step);
+    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
+                          tmppath("chat.db"), NULL};
+    struct proc *s = proc_start("server", argv);
+    WAIT_UNTIL(proc_port(s) > 0, WAIT_MS);
+    proc_signal(s, SIGHUP);
+    int fd = tcp_hello(proc_port(s), 0, WAIT_MS); /* still serving */
+    tcp_close(fd);
+    CHECK(!s->exited);
+    CHECK_EQ_INT(proc_err_count(s, "stopping"), 0);
+    proc_signal(s, SIGTERM);
+    CHECK_EQ_INT(proc_wait_exit(s, WAIT_MS), 0);
+}
+FOR_STEP(nohup_is_kept, 1)
+FOR_STEP(nohup_is_kept, 4)
 
 /* ---------------------------------------------------------------------
  * A reader on a slow link catches up on long rows
@@ -503,7 +525,9 @@ const struct test robust_tests[] = {
     T_ALL("a server whose stderr nobody reads serves through a connection storm", unread_log),
     T_3_4("SIGTERM sends the acks already queued before the server exits", stop_sends_queued_acks),
     T_3_4("Ctrl-C on a client names every message it gives up", client_stop_says_what_is_lost),
-    T_ALL("SIGTERM and SIGINT stop an idle server at once", stop_is_prompt),
+    T_ALL("SIGTERM, SIGINT and SIGHUP stop an idle server at once", stop_is_prompt),
+    T(1, "under nohup a SIGHUP does not stop the server", nohup_is_kept),
+    T(4, "under nohup a SIGHUP does not stop the server", nohup_is_kept),
     T_ALL("a reader on a slow link catches up on long rows without being cut off", slow_reader_long_rows),
     T_ALL("a full server's reason reaches a real client, never a reset", full_server_says_why),
     T_ALL("a client that sends one line and exits connects once", done_client_connects_once),

@@ -1,4 +1,4 @@
-/* backoff.c -- Socket.IO's reconnection delay. See backoff.h. */
+/* backoff.c -- the reconnection delay, after Socket.IO's. See backoff.h. */
 #include "backoff.h"
 
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* backoff.h -- how long a client waits before it reconnects.
  *
- * Socket.IO's formula (reconnectionDelay, reconnectionDelayMax,
- * randomizationFactor), for attempt n = 0, 1, 2, ...:
+ * Socket.IO's options (reconnectionDelay, reconnectionDelayMax,
+ * randomizationFactor) and jitter, for attempt n = 0, 1, 2, ...:
  *
  *   ms   = min(delay * 2^n, delay_max)
  *   r    = a random number in [0, 1)
@@ -12,7 +12,8 @@
  * With the defaults (1000, 5000, 0.5): about 0.5-1.5 s, then 1-3 s,
  * 2-5 s, then 2.5-5 s for ever. The jitter spreads out a crowd of clients
  * that lost the same server, so they do not all come back in the same
- * millisecond. */
+ * millisecond. Socket.IO caps after the jitter instead, so its late
+ * attempts are all exactly delay_max, in step; ours cap first. */
 #ifndef CHAT_BACKOFF_H
 #define CHAT_BACKOFF_H
 

@@ -6,6 +6,16 @@
 
 #define MAX_TESTS 512
 
+/* One wrapper per step, so that each step is a test of its own:
+ * FOR_ALL(fn) defines fn_1 .. fn_4, each calling fn(n). */
+#define FOR_STEP(fn, n)                                                                                      \
+    static void fn##_##n(void) {                                                                             \
+        fn(n);                                                                                               \
+    }
+#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
+#define FOR_1_4(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 4)
+#define FOR_3_4(fn) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
+
 extern const struct test basics_tests[]; /* test_basics.c: one server and its clients, bad input */
 extern const int basics_count;
 extern const struct test delivery_tests[]; /* test_delivery.c: each step's guarantee and weakness */

@@ -1018,13 +1018,6 @@ static void cli_port0_signals(int step) {
  * The table: one wrapper per step
  * ------------------------------------------------------------------- */
 
-#define FOR_STEP(fn, n)                                                                                      \
-    static void fn##_##n(void) {                                                                             \
-        fn(n);                                                                                               \
-    }
-#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
-#define FOR_1_4(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 4)
-
 FOR_ALL(chat_basics)
 FOR_ALL(catchup_client_restart)
 FOR_ALL(catchup_server_restart)

@@ -576,12 +576,6 @@ static void welcome_out_of_range(int step) {
  * The table
  * ------------------------------------------------------------------- */
 
-#define FOR_STEP(fn, n)                                                                                      \
-    static void fn##_##n(void) {                                                                             \
-        fn(n);                                                                                               \
-    }
-#define FOR_1_4(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 4)
-
 FOR_1_4(out_of_fds)
 FOR_1_4(stopped_client)
 FOR_1_4(signal_storm)

@@ -70,14 +70,6 @@ static int small_window_connect(int port) {
     return fd;
 }
 
-/* One wrapper per step, so that each step is a test of its own. */
-#define FOR_STEP(fn, n)                                                                                      \
-    static void fn##_##n(void) {                                                                             \
-        fn(n);                                                                                               \
-    }
-#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
-#define FOR_3_4(fn) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
-
 /* ---------------------------------------------------------------------
  * A CRLF file, and a message the server rejects for good
  * ------------------------------------------------------------------- */

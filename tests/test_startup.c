@@ -532,13 +532,6 @@ static void server_stdio_closed_serves(int step) {
  * The table: one wrapper per step
  * ------------------------------------------------------------------- */
 
-#define FOR_STEP(fn, n)                                                                                      \
-    static void fn##_##n(void) {                                                                             \
-        fn(n);                                                                                               \
-    }
-#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
-#define FOR_1_4(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 4)
-
 FOR_1_4(writable_db_accepted)
 FOR_1_4(read_only_file_refused)
 FOR_1_4(read_only_folder_refused)

@@ -64,7 +64,7 @@ static struct {
     int shut; /* we half-closed: the server will close */
     /* the user */
     struct line_reader typed; /* from stdin */
-    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
@@ -431,7 +431,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     return maxfd;
 }
 
-/* Ctrl-C or SIGTERM: leave now. Step 1 keeps no message, so there is
+/* Ctrl-C, SIGTERM or SIGHUP: leave now. Step 1 keeps no message, so there is
  * nothing to hand over or to report. */
 static void stop_now(void) {
     say("stopped");

@@ -74,7 +74,7 @@ static struct {
     struct line_reader typed; /* from stdin */
     char *queue[SEND_BUFFER_MAX]; /* typed, not yet sent: a ring */
     int queue_head, queue_len;
-    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
@@ -476,7 +476,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     return maxfd;
 }
 
-/* Ctrl-C or SIGTERM: leave now. What the buffer still holds is lost
+/* Ctrl-C, SIGTERM or SIGHUP: leave now. What the buffer still holds is lost
  * with us: say so, message by message. */
 static void stop_now(void) {
     say("stopped");

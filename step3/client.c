@@ -91,7 +91,7 @@ static struct {
     long long ack_id; /* the current attempt's; new every attempt */
     long long ack_deadline; /* when the current attempt has failed */
     int given_up; /* messages that ran out of retries */
-    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
@@ -558,7 +558,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     return maxfd;
 }
 
-/* Ctrl-C or SIGTERM: leave now. Every message not yet acked is given
+/* Ctrl-C, SIGTERM or SIGHUP: leave now. Every message not yet acked is given
  * up, loudly: it may or may not be stored, and we will never know. */
 static void stop_now(void) {
     say("stopped");

@@ -67,7 +67,7 @@ static struct {
     long ping_interval, ping_timeout;
     struct net_listener listen; /* a socket per address of --host */
     int spare_fd; /* given up when out of fds, to refuse politely */
-    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stopping; /* closing every client, then exit */
     struct store *store;
     struct client *clients[FD_SETSIZE]; /* indexed by fd */
@@ -516,7 +516,7 @@ static void free_dead_clients(void) {
     }
 }
 
-/* SIGINT or SIGTERM: stop taking connections and requests, but first
+/* Ctrl-C, SIGTERM or SIGHUP: stop taking connections and requests, but first
  * give what is queued (acks for rows already stored, above all) up to
  * CLOSE_LINGER_MS to reach the clients: every client is closed as after
  * an error. Exiting at once would lose those acks, and the clients would

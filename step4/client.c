@@ -100,7 +100,7 @@ static struct {
     int given_up; /* messages that ran out of retries */
     char client_id[17]; /* random, hex: the first half of every offset */
     long long counter; /* the second half: messages typed so far */
-    int stop_fd; /* readable once SIGINT or SIGTERM came (stop.h) */
+    int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
@@ -584,7 +584,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     return maxfd;
 }
 
-/* Ctrl-C or SIGTERM: leave now. Every message not yet acked is given
+/* Ctrl-C, SIGTERM or SIGHUP: leave now. Every message not yet acked is given
  * up, loudly: it may or may not be stored, and we will never know. */
 static void stop_now(void) {
     say("stopped");

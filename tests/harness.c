@@ -238,8 +238,16 @@ static _Noreturn void exec_child(const char *const argv[], int in[2], int out[2]
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
-    /* the test process ignores SIGPIPE; ignored signals survive exec */
+    /* Ignored signals survive exec: the test process ignores SIGPIPE, and
+     * whoever ran the suite may ignore the stop signals (nohup, a CI
+     * runner, a shell's background job ignores SIGINT). A program under
+     * test starts as it would from a terminal; a test that wants a signal
+     * ignored says so itself (trap '' HUP). */
     signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGQUIT, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execv(argv[0], (char *const *)argv);

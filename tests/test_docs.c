@@ -116,7 +116,7 @@ static void tree_is_formatted(void) {
 }
 
 const struct test docs_tests[] = {
-    {"docs: the diffs and figures in README.md and TUTORIAL.md match the code (make diffs)",
+    {"docs: the diffs, excerpts and figures in README.md and TUTORIAL.md match the code (make diffs)",
      generated_blocks_match},
     {"docs: an excerpt that no longer matches its source, or names a missing function, fails the check",
      excerpts_follow_the_source},

@@ -1,4 +1,4 @@
-/* step1/client.c -- the chat client. Step 1: fire and forget.
+/* client.c -- the chat client.
  *
  * Reads lines from stdin and sends each one as a chat message; prints
  * every message the server broadcasts as "<id> <text>". When the
@@ -6,13 +6,17 @@
  * backoff, and tells the server the last id it saw, so it catches up on
  * everything it missed while away.
  *
- * The delivery guarantee is "at most once". A line typed while the client
- * is not connected is dropped (stderr says so), and a line that was handed
- * to a connection that then died is gone: the client never hears back
- * about a message, so it cannot know. Step 2 starts fixing that.
- *
  * One process, one thread, one select() loop over stdin, the socket and
- * the timers (reconnect, connect timeout, heartbeat). */
+ * the timers (reconnect, connect timeout, heartbeat).
+ *
+ * The course builds this file in four steps, step1/ to step4/. Each
+ * paragraph below says what one step did; the last is this folder's.
+ *
+ * Step 1, fire and forget: the guarantee is "at most once". A line typed
+ * while the client is not connected is dropped (stderr says so), and a
+ * line that was handed to a connection that then died is gone: the
+ * client never hears back about a message, so it cannot know.
+ */
 #include "backoff.h"
 #include "buf.h"
 #include "limits.h"

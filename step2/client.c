@@ -1,4 +1,4 @@
-/* step2/client.c -- the chat client. Step 2: buffered sends.
+/* client.c -- the chat client.
  *
  * Reads lines from stdin and sends each one as a chat message; prints
  * every message the server broadcasts as "<id> <text>". When the
@@ -6,17 +6,24 @@
  * backoff, and tells the server the last id it saw, so it catches up on
  * everything it missed while away.
  *
+ * One process, one thread, one select() loop over stdin, the socket and
+ * the timers (reconnect, connect timeout, heartbeat).
+ *
+ * The course builds this file in four steps, step1/ to step4/. Each
+ * paragraph below says what one step did; the last is this folder's.
+ *
+ * Step 1, fire and forget: the guarantee is "at most once". A line typed
+ * while the client is not connected is dropped (stderr says so), and a
+ * line that was handed to a connection that then died is gone: the
+ * client never hears back about a message, so it cannot know.
+ *
  * New in step 2: a line typed while the client is not connected is kept
  * in a send buffer (Socket.IO's sendBuffer) and sent, in order, as soon as
- * the server has welcomed us again.
- *
- * The guarantee is still "at most once". A line that was handed to a
- * connection that then died is gone, and so is one the server could not
- * store (it crashed, or the database was locked): the client never hears
- * back about a message, so it cannot know. Step 3 fixes that with acks.
- *
- * One process, one thread, one select() loop over stdin, the socket and
- * the timers (reconnect, connect timeout, heartbeat). */
+ * the server has welcomed us again. The guarantee is still "at most
+ * once": in step 2, a line that was handed to a connection that then died
+ * is gone, and so is one the server could not store (it crashed, or the
+ * database was locked).
+ */
 #include "backoff.h"
 #include "buf.h"
 #include "limits.h"

@@ -1,4 +1,4 @@
-/* step3/server.c -- the chat server. Step 3: ack after storing.
+/* server.c -- the chat server.
  *
  * Every client sends chat lines; the server stores each one in SQLite and
  * broadcasts it, with its id, to every connected client (the sender too).
@@ -7,16 +7,27 @@
  * live messages through: nobody misses a stored message, nobody sees one
  * twice.
  *
- * New in step 3: each message carries an ack id, and the server answers
- * "ACK <ack-id>" once the row is committed, never before. A message it
- * cannot store gets no ack, so the client times out and sends it again:
- * "at least once". If the ack is lost on the way back, the retry is
- * stored a second time: a duplicate, which step 4 removes.
- *
  * One process, one thread, one select() loop. Nothing in the loop waits:
  * sockets are non-blocking, output goes through a bounded buffer per
  * client, timers run through the select() timeout, and SQLite fails at
- * once instead of waiting for a lock. The protocol is in TUTORIAL.md. */
+ * once instead of waiting for a lock. The protocol is in TUTORIAL.md.
+ *
+ * The course builds this file in four steps, step1/ to step4/. Each
+ * paragraph below says what one step did; the last is this folder's.
+ *
+ * Step 1, fire and forget: the server never tells the client whether a
+ * message was stored. A message the server never reads (the connection
+ * died on the way) or cannot store (the database is locked) is gone, and
+ * the client never finds out. The guarantee is "at most once".
+ *
+ * New in step 2: nothing in the server; only the client changed.
+ *
+ * New in step 3: each message carries an ack id, and the server answers
+ * "ACK <ack-id>" once the row is committed, never before. A message it
+ * cannot store gets no ack, so the client times out and sends it again:
+ * "at least once". In step 3, if the ack is lost on the way back, the
+ * retry is stored a second time: a duplicate.
+ */
 #include "buf.h"
 #include "limits.h"
 #include "line.h"

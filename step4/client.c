@@ -1,4 +1,4 @@
-/* step4/client.c -- the chat client. Step 4: exactly once.
+/* client.c -- the chat client.
  *
  * Reads lines from stdin and sends each one as a chat message; prints
  * every message the server broadcasts as "<id> <text>". When the
@@ -6,8 +6,23 @@
  * backoff, and tells the server the last id it saw, so it catches up on
  * everything it missed while away.
  *
- * A line typed while the client is not connected is kept in a queue and
- * sent, in order, as soon as the server has welcomed us again.
+ * One process, one thread, one select() loop over stdin, the socket and
+ * the timers (reconnect, connect timeout, heartbeat).
+ *
+ * The course builds this file in four steps, step1/ to step4/. Each
+ * paragraph below says what one step did; the last is this folder's.
+ *
+ * Step 1, fire and forget: the guarantee is "at most once". A line typed
+ * while the client is not connected is dropped (stderr says so), and a
+ * line that was handed to a connection that then died is gone: the
+ * client never hears back about a message, so it cannot know.
+ *
+ * New in step 2: a line typed while the client is not connected is kept
+ * in a send buffer (Socket.IO's sendBuffer) and sent, in order, as soon as
+ * the server has welcomed us again. The guarantee is still "at most
+ * once": in step 2, a line that was handed to a connection that then died
+ * is gone, and so is one the server could not store (it crashed, or the
+ * database was locked).
  *
  * New in step 3: the server acks a message once it is stored, and a
  * message leaves the queue only when its ack arrives. One message is in
@@ -15,7 +30,9 @@
  * --ack-timeout, or the connection dropped: the attempt failed, and the
  * message is sent again, up to --retries more times (Socket.IO's
  * ackTimeout and retries). A message that runs out of retries is given up,
- * loudly: stderr names it, and the exit status is 1.
+ * loudly: stderr names it, and the exit status is 1. The guarantee is "at
+ * least once", and in step 3 its weakness is the duplicate: if the message
+ * was stored but its ack was lost, the retry stores it again.
  *
  * New in step 4: each message carries a client offset, "<client-id>-<n>",
  * fixed when the line is typed, so every retry of it carries the same one.
@@ -24,12 +41,9 @@
  * bytes drawn from the operating system at start-up, so offsets are
  * unique across clients even while they are offline (unlike the Socket.IO
  * tutorial's, built from socket.id, which is unset while disconnected).
- *
  * The guarantee is "exactly once" for every message that is acked within
  * its retries; a message given up is still said so, loudly.
- *
- * One process, one thread, one select() loop over stdin, the socket and
- * the timers (reconnect, connect timeout, heartbeat). */
+ */
 #include "backoff.h"
 #include "buf.h"
 #include "limits.h"

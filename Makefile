@@ -29,14 +29,14 @@ demo:
 bench: all
 	tests/bench
 
-# Regenerate the diffs and figures shown in README.md and TUTORIAL.md from
-# the code (a test fails when they are out of date).
+# Regenerate the diffs and figures shown in README.md, TUTORIAL.md and
+# tests/README.md from the code (a test fails when they are out of date).
 diffs: all
-	tests/docs README.md TUTORIAL.md
+	tests/docs README.md TUTORIAL.md tests/README.md
 
 # The same, and also the figures that depend on the machine (make bench).
 bench-doc: all
-	tests/docs --samples README.md TUTORIAL.md
+	tests/docs --samples README.md TUTORIAL.md tests/README.md
 
 # One .clang-format for the whole tree: formatting never shows up in a step diff.
 SOURCES = $(wildcard common/*.[ch] step*/*.c tests/*.[ch])

@@ -1,4 +1,5 @@
-/* backoff.c -- the reconnection delay, after Socket.IO's. See backoff.h. */
+/* backoff.c -- the reconnection delay: Socket.IO's options and jitter,
+ * capped before the jitter. See backoff.h. */
 #include "backoff.h"
 
 #include <stdlib.h>

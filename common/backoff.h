@@ -9,8 +9,8 @@
  *   ms   = ms - dev if floor(r * 10) is even, else ms + dev
  *   wait = min(ms, delay_max)
  *
- * With the defaults (1000, 5000, 0.5): about 0.5-1.5 s, then 1-3 s,
- * 2-5 s, then 2.5-5 s for ever. The jitter spreads out a crowd of clients
+ * With the defaults (1000, 5000, 0.5): 0.55-1.5 s, then 1.1-3 s,
+ * 2.2-5 s, then 2.75-5 s for ever, about half of them exactly 5 s. The jitter spreads out a crowd of clients
  * that lost the same server, so they do not all come back in the same
  * millisecond. Socket.IO caps after the jitter instead, so its late
  * attempts are all exactly delay_max, in step; ours cap first. */

@@ -1,4 +1,4 @@
-/* docs.c -- keep README.md and TUTORIAL.md true to the code.
+/* docs.c -- keep README.md, TUTORIAL.md and tests/README.md true to the code.
  *
  *   tests/docs [--root DIR] FILE...          regenerate the generated blocks (make diffs)
  *   tests/docs [--root DIR] --check FILE...  exit 1 if a generated block is out of date
@@ -30,7 +30,7 @@
  * EXCERPT_MAX_LINES: show a function, not a file.
  *
  * One exception, in --check only: the lab's shuffled row ("all faults") may
- * differ by a message from run to run (see TUTORIAL.md, "The lab"), so its
+ * differ by a few messages from run to run (see TUTORIAL.md, "The lab"), so its
  * counts are not compared; test_lab.c asserts its guarantees instead. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* test_docs.c -- the documents cannot drift from the code.
  *
- * README.md and TUTORIAL.md show diffs between the steps and the lab's
+ * README.md, TUTORIAL.md and tests/README.md show diffs between the steps and the lab's
  * figures; those blocks are generated (make diffs) and must match what the
  * code produces now; so must the excerpts of the code (an excerpt that no
  * longer matches its source, or names a function that is gone, fails the
@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 static void run_docs_tool(const char *mode) {
-    const char *argv[] = {bin_path("tests/docs"), "--root", bin_path("."), mode, "README.md",
-                          "TUTORIAL.md",          NULL};
+    const char *argv[] = {bin_path("tests/docs"), "--root",          bin_path("."), mode, "README.md",
+                          "TUTORIAL.md",          "tests/README.md", NULL};
     struct proc *p = proc_start("docs", argv);
     /* it runs the lab and make: as long as the machine makes it, within the test's limit */
     CHECK_EQ_INT(proc_wait_exit(p, test_ms_left()), 0);
@@ -116,11 +116,13 @@ static void tree_is_formatted(void) {
 }
 
 const struct test docs_tests[] = {
-    {"docs: the diffs, excerpts and figures in README.md and TUTORIAL.md match the code (make diffs)",
+    {"docs: the diffs, excerpts and figures in README.md, TUTORIAL.md and tests/README.md match the code "
+     "(make diffs)",
      generated_blocks_match},
     {"docs: an excerpt that no longer matches its source, or names a missing function, fails the check",
      excerpts_follow_the_source},
-    {"docs: every command marked runnable in README.md and TUTORIAL.md succeeds", runnable_commands_succeed},
+    {"docs: every command marked runnable in README.md, TUTORIAL.md and tests/README.md succeeds",
+     runnable_commands_succeed},
     {"docs: the whole tree follows .clang-format (make format-check)", tree_is_formatted},
 };
 const int docs_count = sizeof docs_tests / sizeof docs_tests[0];

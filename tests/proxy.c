@@ -33,7 +33,11 @@
  *   blackhole     every connection silently eats all bytes, never closes.
  *   delay MS      every line, both ways, is forwarded MS ms after arrival.
  *   clear         remove every fault (armed or active) and end "down".
- *   status        "OK conns=.. msgs=.. held=.. fired=.. down=0|1".
+ *   status        "OK conns=.. msgs=.. held=.. fired=.. down=0|1
+ *                 inflight=.. inflight-max=..": inflight is the most MSG
+ *                 lines any open connection forwarded to the server and
+ *                 got no ACK or REJECT back for yet; inflight-max is the
+ *                 most since the proxy started.
  * N counts "MSG " lines sent by clients, on all connections together,
  * starting when the command is given.
  *
@@ -111,6 +115,7 @@ struct dir {
 struct chunk_hdr {
     int64_t due; /* CLOCK_MONOTONIC ms when it may be forwarded */
     size_t len;
+    bool whole; /* a complete line (it may be a MSG or an ACK) */
 };
 
 struct conn {
@@ -121,6 +126,7 @@ struct conn {
     int64_t connect_by; /* give up connecting at this time */
     int64_t close_by; /* 0, or hard close at this time (lingering) */
     const char *end; /* set: free this connection at end of turn */
+    long long inflight; /* MSG lines forwarded minus ACK/REJECT lines back */
     struct dir dir[2]; /* dir[i] carries the bytes read from fd[i] */
 };
 
@@ -159,6 +165,7 @@ static struct {
     int64_t down_until; /* 0: down until "up" */
     int64_t delay_ms;
     long long msgs, fired, next_id;
+    long long inflight_max; /* the most MSGs any connection had unanswered */
 } g;
 
 static volatile sig_atomic_t g_stop;
@@ -401,6 +408,30 @@ static void apply_shot(struct conn *c, int kind, int64_t now) {
     side_lost(c, CLIENT, shot_name[kind], now);
 }
 
+/* ---- in flight: MSGs forwarded, not yet answered ------------------------ */
+
+static bool starts_with(const char *line, size_t len, const char *verb) {
+    size_t n = strlen(verb);
+
+    return len >= n && memcmp(line, verb, n) == 0;
+}
+
+/* A whole line is on its way to side 1 - i. A MSG from the client opens
+ * one more message in flight; an ACK or REJECT from the server closes one.
+ * Counted when the line is forwarded, after any delay: a delayed ACK is
+ * still in flight, as the client sees it. */
+static void track_inflight(struct conn *c, int i, const char *line, size_t len) {
+    if (i == CLIENT && starts_with(line, len, "MSG ")) {
+        c->inflight++;
+    } else if (i == SERVER && c->inflight > 0 &&
+               (starts_with(line, len, "ACK ") || starts_with(line, len, "REJECT "))) {
+        c->inflight--;
+    }
+    if (c->inflight > g.inflight_max) {
+        g.inflight_max = c->inflight;
+    }
+}
+
 /* ---- moving bytes: in -> dq -> out -------------------------------------- */
 
 /* Lines keep their order: once something is delayed, everything behind it
@@ -415,15 +446,21 @@ static bool has_room(const struct dir *d) {
     return d->out.len + need <= BUF_CAP && d->dq.len + need <= BUF_CAP;
 }
 
-static void enqueue(struct dir *d, const char *p, size_t len, int64_t now) {
+static void enqueue(struct conn *c, int i, const char *p, size_t len, bool whole, int64_t now) {
+    struct dir *d = &c->dir[i];
     struct chunk_hdr h;
 
     if (!line_mode(d)) {
+        if (whole) {
+            track_inflight(c, i, p, len);
+        }
         buf_append(&d->out, p, len);
         return;
     }
+    memset(&h, 0, sizeof h);
     h.due = now + g.delay_ms;
     h.len = len;
+    h.whole = whole;
     buf_append(&d->dq, &h, sizeof h);
     buf_append(&d->dq, p, len);
 }
@@ -443,8 +480,9 @@ static size_t next_chunk(struct conn *c, int i, size_t pos, bool *whole) {
         d->skipping = false;
         return (size_t)(nl - p) + 1;
     }
-    /* Server bytes need no framing unless they are delayed. */
-    if ((i == SERVER && !line_mode(d)) || d->skipping || d->eof) {
+    /* Server lines are framed too: an ACK split over two reads still
+     * counts (track_inflight). */
+    if (d->skipping || d->eof) {
         return max;
     }
     if (avail < PROTO_LINE_MAX) {
@@ -475,7 +513,7 @@ static int frame_lines(struct conn *c, int i, int64_t now) {
             fired = count_line(c, line, len);
         }
         if (fired != CUT_BEFORE) {
-            enqueue(d, line, len, now);
+            enqueue(c, i, line, len, whole, now);
         }
         pos += len;
     }
@@ -484,7 +522,8 @@ static int frame_lines(struct conn *c, int i, int64_t now) {
 }
 
 /* Move delayed chunks whose time has come to the output buffer. */
-static void release_due(struct dir *d, int64_t now) {
+static void release_due(struct conn *c, int i, int64_t now) {
+    struct dir *d = &c->dir[i];
     size_t pos = 0;
     struct chunk_hdr h;
 
@@ -492,6 +531,9 @@ static void release_due(struct dir *d, int64_t now) {
         memcpy(&h, d->dq.data + pos, sizeof h);
         if (h.due > now || h.len > BUF_CAP - d->out.len) {
             break;
+        }
+        if (h.whole) {
+            track_inflight(c, i, d->dq.data + pos + sizeof h, h.len);
         }
         buf_append(&d->out, d->dq.data + pos + sizeof h, h.len);
         pos += sizeof h + h.len;
@@ -519,7 +561,7 @@ static void dir_pump(struct conn *c, int i, int64_t now) {
             apply_shot(c, fired, now);
         }
     }
-    release_due(d, now);
+    release_due(c, i, now);
 }
 
 static bool drained(const struct dir *d) {
@@ -815,7 +857,7 @@ static void cmd_clear(int kind, bool has, long long arg, int64_t now, char *repl
 
 static void cmd_status(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     int conns = 0;
-    long long held = 0;
+    long long held = 0, inflight = 0;
 
     (void)kind, (void)has, (void)arg, (void)now;
     for (int s = 0; s < MAX_CONNS; s++) {
@@ -825,12 +867,13 @@ static void cmd_status(int kind, bool has, long long arg, int64_t now, char *rep
             continue;
         }
         conns += c->fd[CLIENT] >= 0 && !c->dir[CLIENT].eof;
+        inflight = c->inflight > inflight ? c->inflight : inflight;
         if (c->held) {
             held += count_lines(&c->dir[0].in) + count_lines(&c->dir[1].in);
         }
     }
-    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d", conns, g.msgs, held, g.fired,
-             g.down ? 1 : 0);
+    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d inflight=%lld inflight-max=%lld",
+             conns, g.msgs, held, g.fired, g.down ? 1 : 0, inflight, g.inflight_max);
 }
 
 static const struct command commands[] = {

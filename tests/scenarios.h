@@ -28,6 +28,12 @@ struct scenario {
     const char *title; /* the table's row label */
     const char *why; /* one line: what happens at the weakest step */
     void (*phase)(struct lab *l); /* the fault; NULL: every fault, shuffled */
+    int flags; /* NOT_MIXED, SHOW_INFLIGHT */
+};
+
+enum {
+    NOT_MIXED = 1, /* left out of the shuffled run: its claims differ */
+    SHOW_INFLIGHT = 2, /* the table shows the most messages in flight */
 };
 
 extern const struct scenario lab_scenarios[];

@@ -30,11 +30,12 @@
 /* Under the table. Our "lost" is wider than Jepsen's (a queue checker's)
  * "lost", and the difference is the lesson of steps 1-3. */
 #define LEGEND                                                                                               \
-    "lost: typed, never stored. Jepsen calls \"lost\" only a message acked and never read: impossible\n"     \
-    "  here (a row is committed before its ack). Ours also counts unacked losses (steps 1-2 ack nothing).\n" \
-    "dup: extra rows. gave up: the sender said it gave a message up (exit status 1); stored anyway:\n"       \
-    "  it was stored all the same (Jepsen's \"recovered\"): the sender believes lost what others read.\n"    \
-    "in flight: MSGs sent on one connection and not yet acked. \"!\": the receiver's output differed.\n"
+    "lost: typed, never stored: Jepsen's \"lost\" (acked, never read; never expected here: a row is\n"       \
+    "  committed before its ack) plus the losses never acked (steps 1-2 ack nothing).\n"                     \
+    "dup: extra rows. gave up: lines the sender gave up on (exit status 1); stored anyway: of those,\n"      \
+    "  the ones in a row (Jepsen's \"recovered\"): the sender believes lost what others read.\n"             \
+    "in flight: MSGs sent on one connection, not yet acked. \"!\": the receiver's output differed.\n"
+
 #define DEFAULT_SEED 42
 #define DEFAULT_JOBS 4
 

@@ -7,7 +7,10 @@
  * real clients, the fault proxy, SIGKILL, a locked SQLite file. Each run
  * is its own process (a harness subtest with a private directory and
  * ports), several at a time. The table counts, per cell, the typed
- * messages that are in no row (lost) and the extra rows (dup).
+ * messages that are in no row (lost) and the extra rows (dup); under a
+ * scenario's cells, only when there is news, the messages the sender
+ * gave up (and of those, the ones stored anyway) and a broken order, and
+ * for some scenarios the most messages the sender had in flight.
  *
  * --raw prints, instead of the table, one line per run and nothing else
  * on stdout, for programs (a grader) to read. Fields may be added at the

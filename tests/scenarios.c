@@ -230,13 +230,14 @@ static void network_down(struct lab *l) {
 }
 
 /* Type n lines while the network is down, and wait until the sender has
- * surely read them: its proxy refused it twice after they were typed.
- * The second attempt began after the first had failed, so after the lines
- * were typed; a select() loop that watches stdin went round with them
- * waiting, and read them. */
+ * surely read them: its proxy refused it twice more, counting from after
+ * they were typed. The client saw the first of those two connections
+ * closed after the lines were on its stdin, in a select() that reported
+ * stdin readable too, and started the second one later: by then it had
+ * read them (if it reads stdin while disconnected at all). */
 static void type_while_down(struct lab *l, int n) {
-    long long refused = sender_wire(l, "refused=");
     type_messages(l, n);
+    long long refused = sender_wire(l, "refused=");
     WAIT_UNTIL(sender_wire(l, "refused=") >= refused + 2, WAIT_MS);
 }
 

@@ -1,9 +1,9 @@
 /* scenarios.h -- the delivery lab's fault scenarios.
  *
- * One run = one scenario against one step: a server, the fault proxy, a
- * sender and a receiver (both clients go through the proxy), numbered
- * messages typed into the sender, faults injected at exact points, then a
- * count of what the database holds. Shared by the lab (make demo), which
+ * One run = one scenario against one step: a server, a sender and a
+ * receiver (each client through a fault proxy of its own, both proxies
+ * given every fault), numbered messages typed into the sender, faults
+ * injected at exact points, then a count of what the database holds. Shared by the lab (make demo), which
  * prints the table, and by test_lab.c, which asserts its cells. */
 #ifndef SCENARIOS_H
 #define SCENARIOS_H

@@ -32,8 +32,16 @@
  *                 connection freezes both ways (bytes are read and kept).
  *   blackhole     every connection silently eats all bytes, never closes.
  *   delay MS      every line, both ways, is forwarded MS ms after arrival.
+ *   delay-replies MS  every line from the server is forwarded MS ms after
+ *                 arrival (added to "delay"); client lines go at once.
  *   clear         remove every fault (armed or active) and end "down".
- *   status        "OK conns=.. msgs=.. held=.. fired=.. down=0|1".
+ *   status        "OK conns=.. msgs=.. held=.. fired=.. down=0|1
+ *                 inflight=.. inflight-max=..": inflight is the most
+ *                 messages in flight on any open connection (MSG lines
+ *                 forwarded to the server, no ACK or REJECT forwarded
+ *                 back for their ack id yet; a MSG whose text is already
+ *                 in flight is a resend, not one more); inflight-max is
+ *                 the most since the proxy started.
  * N counts "MSG " lines sent by clients, on all connections together,
  * starting when the command is given.
  *
@@ -82,6 +90,9 @@
 #define MAX_MS 86400000LL /* longest accepted delay / down time */
 #define MAX_N 1000000000LL /* largest accepted N */
 #define LISTEN_BACKLOG 64
+#define MAX_PENDING                                                                                          \
+    256 /* unanswered MSGs tracked per connection;                                                           \
+           past it, inflight stays at this number */
 
 /* ---- data --------------------------------------------------------------- */
 
@@ -111,6 +122,14 @@ struct dir {
 struct chunk_hdr {
     int64_t due; /* CLOCK_MONOTONIC ms when it may be forwarded */
     size_t len;
+    bool whole; /* a complete line (it may be a MSG or an ACK) */
+};
+
+/* A MSG forwarded to the server and not answered yet: its ack id (-1 if
+ * it has none, steps 1-2) and a hash of the rest of the line. */
+struct pending {
+    long long ack;
+    uint64_t hash;
 };
 
 struct conn {
@@ -121,6 +140,8 @@ struct conn {
     int64_t connect_by; /* give up connecting at this time */
     int64_t close_by; /* 0, or hard close at this time (lingering) */
     const char *end; /* set: free this connection at end of turn */
+    struct pending pending[MAX_PENDING]; /* the MSGs in flight */
+    int inflight; /* how many of pending[] are used */
     struct dir dir[2]; /* dir[i] carries the bytes read from fd[i] */
 };
 
@@ -157,8 +178,10 @@ static struct {
     struct shot shots[SHOT_KINDS];
     bool down, blackhole;
     int64_t down_until; /* 0: down until "up" */
-    int64_t delay_ms;
+    int64_t delay_ms; /* "delay": both ways */
+    int64_t reply_delay_ms; /* "delay-replies": server to client only */
     long long msgs, fired, next_id;
+    int inflight_max; /* the most MSGs any connection had unanswered */
 } g;
 
 static volatile sig_atomic_t g_stop;
@@ -327,7 +350,7 @@ static int close_all_conns(const char *why) {
  * (flush, wait for the other side to close), but never forever. */
 static void start_close_timer(struct conn *c, int64_t now) {
     if (c->close_by == 0) {
-        c->close_by = now + LINGER_MS + g.delay_ms;
+        c->close_by = now + LINGER_MS + g.delay_ms + g.reply_delay_ms;
     }
 }
 
@@ -401,12 +424,102 @@ static void apply_shot(struct conn *c, int kind, int64_t now) {
     side_lost(c, CLIENT, shot_name[kind], now);
 }
 
+/* ---- in flight: MSGs forwarded, not yet answered ------------------------ */
+
+static bool starts_with(const char *line, size_t len, const char *verb) {
+    size_t n = strlen(verb);
+
+    return len >= n && memcmp(line, verb, n) == 0;
+}
+
+/* The decimal at line[*pos] (an ack id), moving *pos past it and one
+ * space; -1 (and *pos unmoved) if there is none. */
+static long long ack_id(const char *line, size_t len, size_t *pos) {
+    size_t end = *pos;
+    long long id = 0;
+
+    while (end < len && end - *pos < 18 && line[end] >= '0' && line[end] <= '9') {
+        id = id * 10 + (line[end++] - '0');
+    }
+    if (end == *pos || (end < len && line[end] != ' ' && line[end] != '\n' && line[end] != '\r')) {
+        return -1;
+    }
+    *pos = end + (end < len && line[end] == ' ');
+    return id;
+}
+
+/* FNV-1a: the rest of a MSG line, without its line end. */
+static uint64_t text_hash(const char *p, size_t len) {
+    uint64_t h = 14695981039346656037u;
+
+    while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r')) {
+        len--;
+    }
+    for (size_t k = 0; k < len; k++) {
+        h = (h ^ (unsigned char)p[k]) * 1099511628211u;
+    }
+    return h;
+}
+
+/* A MSG opens one more message in flight, unless the same text is in
+ * flight already: then it is a resend (steps 3-4 send a message again,
+ * with a new ack id, when its ack is late), still one message. */
+static void msg_sent(struct conn *c, const char *line, size_t len) {
+    size_t pos = 4;
+    long long ack = ack_id(line, len, &pos);
+    uint64_t hash = text_hash(line + pos, len - pos);
+
+    for (int k = 0; k < c->inflight; k++) {
+        if (c->pending[k].hash == hash) {
+            c->pending[k].ack = ack;
+            return;
+        }
+    }
+    if (c->inflight < MAX_PENDING) {
+        c->pending[c->inflight++] = (struct pending){ack, hash};
+    }
+}
+
+/* An ACK or REJECT closes the message in flight with that ack id; one
+ * for an attempt since resent closes nothing. */
+static void msg_answered(struct conn *c, const char *line, size_t len, size_t verb_len) {
+    size_t pos = verb_len;
+    long long ack = ack_id(line, len, &pos);
+
+    for (int k = 0; ack >= 0 && k < c->inflight; k++) {
+        if (c->pending[k].ack == ack) {
+            c->pending[k] = c->pending[--c->inflight];
+            return;
+        }
+    }
+}
+
+/* A whole line is on its way to side 1 - i. Counted when it is forwarded,
+ * after any delay: a delayed ACK is still in flight, as the client sees
+ * it. */
+static void track_inflight(struct conn *c, int i, const char *line, size_t len) {
+    if (i == CLIENT && starts_with(line, len, "MSG ")) {
+        msg_sent(c, line, len);
+    } else if (i == SERVER && starts_with(line, len, "ACK ")) {
+        msg_answered(c, line, len, 4);
+    } else if (i == SERVER && starts_with(line, len, "REJECT ")) {
+        msg_answered(c, line, len, 7);
+    }
+    if (c->inflight > g.inflight_max) {
+        g.inflight_max = c->inflight;
+    }
+}
+
 /* ---- moving bytes: in -> dq -> out -------------------------------------- */
 
 /* Lines keep their order: once something is delayed, everything behind it
  * queues too, even after the delay was switched off. */
-static bool line_mode(const struct dir *d) {
-    return g.delay_ms > 0 || d->dq.len > 0;
+static int64_t delay_of(int i) {
+    return g.delay_ms + (i == SERVER ? g.reply_delay_ms : 0);
+}
+
+static bool line_mode(const struct dir *d, int i) {
+    return delay_of(i) > 0 || d->dq.len > 0;
 }
 
 static bool has_room(const struct dir *d) {
@@ -415,15 +528,21 @@ static bool has_room(const struct dir *d) {
     return d->out.len + need <= BUF_CAP && d->dq.len + need <= BUF_CAP;
 }
 
-static void enqueue(struct dir *d, const char *p, size_t len, int64_t now) {
+static void enqueue(struct conn *c, int i, const char *p, size_t len, bool whole, int64_t now) {
+    struct dir *d = &c->dir[i];
     struct chunk_hdr h;
 
-    if (!line_mode(d)) {
+    if (!line_mode(d, i)) {
+        if (whole) {
+            track_inflight(c, i, p, len);
+        }
         buf_append(&d->out, p, len);
         return;
     }
-    h.due = now + g.delay_ms;
+    memset(&h, 0, sizeof h);
+    h.due = now + delay_of(i);
     h.len = len;
+    h.whole = whole;
     buf_append(&d->dq, &h, sizeof h);
     buf_append(&d->dq, p, len);
 }
@@ -443,8 +562,9 @@ static size_t next_chunk(struct conn *c, int i, size_t pos, bool *whole) {
         d->skipping = false;
         return (size_t)(nl - p) + 1;
     }
-    /* Server bytes need no framing unless they are delayed. */
-    if ((i == SERVER && !line_mode(d)) || d->skipping || d->eof) {
+    /* Server lines are framed too: an ACK split over two reads still
+     * counts (track_inflight). */
+    if (d->skipping || d->eof) {
         return max;
     }
     if (avail < PROTO_LINE_MAX) {
@@ -475,7 +595,7 @@ static int frame_lines(struct conn *c, int i, int64_t now) {
             fired = count_line(c, line, len);
         }
         if (fired != CUT_BEFORE) {
-            enqueue(d, line, len, now);
+            enqueue(c, i, line, len, whole, now);
         }
         pos += len;
     }
@@ -484,7 +604,8 @@ static int frame_lines(struct conn *c, int i, int64_t now) {
 }
 
 /* Move delayed chunks whose time has come to the output buffer. */
-static void release_due(struct dir *d, int64_t now) {
+static void release_due(struct conn *c, int i, int64_t now) {
+    struct dir *d = &c->dir[i];
     size_t pos = 0;
     struct chunk_hdr h;
 
@@ -492,6 +613,9 @@ static void release_due(struct dir *d, int64_t now) {
         memcpy(&h, d->dq.data + pos, sizeof h);
         if (h.due > now || h.len > BUF_CAP - d->out.len) {
             break;
+        }
+        if (h.whole) {
+            track_inflight(c, i, d->dq.data + pos + sizeof h, h.len);
         }
         buf_append(&d->out, d->dq.data + pos + sizeof h, h.len);
         pos += sizeof h + h.len;
@@ -519,7 +643,7 @@ static void dir_pump(struct conn *c, int i, int64_t now) {
             apply_shot(c, fired, now);
         }
     }
-    release_due(d, now);
+    release_due(c, i, now);
 }
 
 static bool drained(const struct dir *d) {
@@ -797,11 +921,18 @@ static void cmd_delay(int kind, bool has, long long ms, int64_t now, char *reply
     snprintf(reply, n, "OK delay %lld ms on every line, both ways", ms);
 }
 
+static void cmd_delay_replies(int kind, bool has, long long ms, int64_t now, char *reply, size_t n) {
+    (void)kind, (void)has, (void)now;
+    g.reply_delay_ms = ms;
+    snprintf(reply, n, "OK delay %lld ms on every line from the server (acks come back late)", ms);
+}
+
 static void cmd_clear(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     (void)kind, (void)has, (void)arg, (void)now;
     memset(g.shots, 0, sizeof g.shots);
     g.blackhole = false;
     g.delay_ms = 0;
+    g.reply_delay_ms = 0;
     g.down = false;
     g.down_until = 0;
     /* Held connections resume: their kept bytes are forwarded now. */
@@ -816,6 +947,7 @@ static void cmd_clear(int kind, bool has, long long arg, int64_t now, char *repl
 static void cmd_status(int kind, bool has, long long arg, int64_t now, char *reply, size_t n) {
     int conns = 0;
     long long held = 0;
+    int inflight = 0;
 
     (void)kind, (void)has, (void)arg, (void)now;
     for (int s = 0; s < MAX_CONNS; s++) {
@@ -825,12 +957,13 @@ static void cmd_status(int kind, bool has, long long arg, int64_t now, char *rep
             continue;
         }
         conns += c->fd[CLIENT] >= 0 && !c->dir[CLIENT].eof;
+        inflight = c->inflight > inflight ? c->inflight : inflight;
         if (c->held) {
             held += count_lines(&c->dir[0].in) + count_lines(&c->dir[1].in);
         }
     }
-    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d", conns, g.msgs, held, g.fired,
-             g.down ? 1 : 0);
+    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d inflight=%d inflight-max=%d",
+             conns, g.msgs, held, g.fired, g.down ? 1 : 0, inflight, g.inflight_max);
 }
 
 static const struct command commands[] = {
@@ -841,6 +974,7 @@ static const struct command commands[] = {
     {"hold-after", ARG_REQUIRED, 1, MAX_N, "hold-after N (N >= 1)", cmd_arm, HOLD_AFTER},
     {"blackhole", ARG_NONE, 0, 0, "blackhole", cmd_blackhole, 0},
     {"delay", ARG_REQUIRED, 0, MAX_MS, "delay MS", cmd_delay, 0},
+    {"delay-replies", ARG_REQUIRED, 0, MAX_MS, "delay-replies MS", cmd_delay_replies, 0},
     {"clear", ARG_NONE, 0, 0, "clear", cmd_clear, 0},
     {"status", ARG_NONE, 0, 0, "status", cmd_status, 0},
 };
@@ -898,7 +1032,7 @@ static void run_command(const char *line, int64_t now, char *reply, size_t n) {
     snprintf(reply, n,
              "ERR unknown command (try: down [MS], up, "
              "cut-before N, cut-after N, hold-after N, blackhole, delay MS, "
-             "clear, status)");
+             "delay-replies MS, clear, status)");
 }
 
 /* ---- command channels: stdin and control connections -------------------- */

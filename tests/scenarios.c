@@ -138,12 +138,12 @@ static void hold_for(int ms) {
     }
 }
 
-/* Did the sender say it gave message m<i> up? ("client: gave up ...: m3",
- * or "...: <offset> m3" in step 4) */
+/* Did the sender say it gave message m<i> up? A stderr line that holds
+ * "gave up" and ends with ": m3" (our step 4 says ": <offset> m3"). */
 static int given_up(struct lab *l, int i) {
     char tail[32];
     int n = snprintf(tail, sizeof tail, " m%d\n", i);
-    for (const char *s = l->sender->err; (s = strstr(s, "client: gave up")) != NULL; s++) {
+    for (const char *s = l->sender->err; (s = strstr(s, "gave up")) != NULL; s++) {
         const char *eol = strchr(s, '\n');
         if (eol != NULL && eol - s >= n && strncmp(eol + 1 - n, tail, (size_t)n) == 0) {
             return 1;
@@ -307,18 +307,46 @@ static char *expected_output(const char *db) {
     return out;
 }
 
+/* The proxy's "inflight-max=": the most MSG lines one connection had
+ * forwarded and not yet seen answered. Only the sender sends MSG lines. */
+static int proxy_inflight_max(struct lab *l) {
+    proxy_command(l, "status");
+    const char *s = tcp_log(l->control_fd), *last = NULL;
+    while ((s = strstr(s, "inflight-max=")) != NULL) {
+        last = s++;
+    }
+    return last ? atoi(last + strlen("inflight-max=")) : 0;
+}
+
+/* Per typed message: lost, duplicated, given up, recovered; and whether
+ * the first rows of the stored ones rise with the typed order. */
+static void count_messages(struct lab *l, struct outcome *out) {
+    char where[64], sql[128];
+    long long last_id = 0;
+    out->order_kept = 1;
+    for (int i = 1; i <= l->typed; i++) {
+        snprintf(where, sizeof where, "content = 'm%d'", i);
+        long long n = db_count(l->db, where);
+        snprintf(sql, sizeof sql, "SELECT COALESCE(MIN(id), 0) FROM messages WHERE %s", where);
+        long long first = db_scalar(l->db, sql);
+        out->lost += n == 0;
+        out->dup += n > 1 ? (int)n - 1 : 0;
+        out->gave_up += given_up(l, i);
+        out->recovered += given_up(l, i) && n > 0;
+        if (n > 0) {
+            out->order_kept &= first > last_id;
+            last_id = first;
+        }
+    }
+}
+
 static void lab_finish(struct lab *l, struct outcome *out) {
-    char where[64];
     proc_close_stdin(l->sender);
     out->sender_status = proc_wait_exit(l->sender, 15000);
     REQUIRE(out->sender_status >= 0);
     out->typed = l->typed;
-    for (int i = 1; i <= l->typed; i++) {
-        snprintf(where, sizeof where, "content = 'm%d'", i);
-        long long n = db_count(l->db, where);
-        out->lost += n == 0;
-        out->dup += n > 1 ? (int)n - 1 : 0;
-    }
+    count_messages(l, out);
+    out->inflight = proxy_inflight_max(l);
     out->rows = (int)db_count(l->db, "1");
     /* The receiver has until the deadline to print every row. */
     long long end = now_ms() + 5000;

@@ -15,6 +15,10 @@ struct outcome {
     int rows; /* rows in the table at the end */
     int receiver_ok; /* the receiver printed every row once, in id order */
     int sender_status; /* the sender's exit status after stdin closed */
+    int gave_up; /* typed messages the sender said it gave up on */
+    int recovered; /* of those, the ones stored anyway */
+    int order_kept; /* stored in typed order (each message's first row) */
+    int inflight; /* most MSGs the sender had unanswered on a connection */
 };
 
 struct lab;

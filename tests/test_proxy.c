@@ -187,6 +187,49 @@ static void delay(void) {
     CHECK(now_ms() - t0 >= 300);
 }
 
+/* Only the server's lines wait. No upper bound on the client's line: the
+ * claim is checked only if it came back well before the delay ended. */
+static void delay_replies(void) {
+    struct rig r = start_rig();
+    int c, s;
+    connect_pair(&r, &c, &s);
+    command(&r, "delay-replies 1000", "OK");
+    long long t0 = now_ms();
+    send_str(s, "ACK 1\n");
+    send_str(c, "MSG 2 early\n");
+    CHECK(tcp_wait_line(s, "MSG 2 early", WAIT_MS));
+    if (now_ms() - t0 < 900) {
+        CHECK(strstr(tcp_log(c), "ACK 1") == NULL);
+    }
+    CHECK(tcp_wait_line(c, "ACK 1", WAIT_MS));
+    CHECK(now_ms() - t0 >= 1000);
+    command(&r, "clear", "OK");
+}
+
+/* Each line is checked for at its peer before "status": the proxy counts
+ * a line when it forwards it. */
+static void counts_inflight(void) {
+    struct rig r = start_rig();
+    int c, s;
+    connect_pair(&r, &c, &s);
+    send_str(c, "HELLO 0\nMSG 1 a\nMSG 2 b\n");
+    CHECK(tcp_wait_line(s, "MSG 2 b", WAIT_MS));
+    CHECK_EQ_INT(status_field(&r, "inflight="), 2);
+    send_str(s, "ACK 1\n");
+    CHECK(tcp_wait_line(c, "ACK 1", WAIT_MS));
+    CHECK_EQ_INT(status_field(&r, "inflight="), 1);
+    send_str(c, "MSG 3 b\n"); /* b again, a new ack id: a resend */
+    CHECK(tcp_wait_line(s, "MSG 3 b", WAIT_MS));
+    CHECK_EQ_INT(status_field(&r, "inflight="), 1);
+    send_str(s, "ACK 2\n"); /* the abandoned attempt: b is still unanswered */
+    CHECK(tcp_wait_line(c, "ACK 2", WAIT_MS));
+    CHECK_EQ_INT(status_field(&r, "inflight="), 1);
+    send_str(s, "REJECT 3 message too long\n");
+    CHECK(tcp_wait_line(c, "REJECT 3", WAIT_MS));
+    CHECK_EQ_INT(status_field(&r, "inflight="), 0);
+    CHECK_EQ_INT(status_field(&r, "inflight-max="), 2);
+}
+
 static void bad_commands(void) {
     struct rig r = start_rig();
     command(&r, "explode", "ERR");
@@ -205,5 +248,7 @@ const struct test proxy_tests[] = {
     {"proxy: blackhole swallows both ways and closes nothing", blackhole},
     {"proxy: delay MS holds every line at least MS, both ways", delay},
     {"proxy: a bad command gets ERR; status reports the counters", bad_commands},
+    {"proxy: delay-replies MS holds only the server's lines", delay_replies},
+    {"proxy: inflight counts MSGs not yet acked or rejected; a resend is not one more", counts_inflight},
 };
 const int proxy_count = sizeof proxy_tests / sizeof proxy_tests[0];

@@ -991,7 +991,10 @@ static void finish_test(void) {
     for (int fd = 0; fd < FD_SETSIZE; fd++)
         if (tcp_tab[fd].used)
             tcp_close(fd);
-    if (test_dir && n_failures)
+    /* TEST_KEEP=0: a failure expected by the caller (a near miss graded
+     * inside the suite) leaves nothing behind */
+    const char *keep = getenv("TEST_KEEP");
+    if (test_dir && n_failures && !(keep && strcmp(keep, "0") == 0))
         fprintf(stderr, "kept temp dir: %s\n", test_dir);
     else if (test_dir)
         remove_tree(test_dir);

@@ -95,6 +95,7 @@ int main(int argc, char **argv) {
     add(all, &n, common_tests, common_count);
     add(all, &n, startup_tests, startup_count);
     add(all, &n, robust_tests, robust_count);
+    add(all, &n, grade_tests, grade_count);
     if (argc == 3 && strcmp(argv[1], "--graded") == 0) {
         int n_some = graded(all, n, argv[2], some);
         return n_some < 0 ? 2 : run_tests(1, argv, some, n_some);

@@ -76,7 +76,7 @@ static void no_retries_fails(void) {
     CHECK(strstr(p->out, "FAIL step3: cut-before: nothing lost") != NULL);
 }
 
-/* the step 2 client refuses step 3's flags, in half a second */
+/* the step 2 client refuses step 3's flags, within a second */
 static void step2_as_step3_fails(void) {
     struct proc *p = grade("3", bin_path("step2"));
     check_verdict(p, 1, "with step 3's flags");

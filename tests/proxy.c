@@ -41,7 +41,8 @@
  *                 forwarded to the server, no ACK or REJECT forwarded
  *                 back for their ack id yet; a MSG whose text is already
  *                 in flight is a resend, not one more); inflight-max is
- *                 the most since the proxy started.
+ *                 the most since the proxy started; refused counts the
+ *                 clients turned away (accepted, closed) since then.
  * N counts "MSG " lines sent by clients, on all connections together,
  * starting when the command is given.
  *
@@ -182,6 +183,7 @@ static struct {
     int64_t reply_delay_ms; /* "delay-replies": server to client only */
     long long msgs, fired, next_id;
     int inflight_max; /* the most MSGs any connection had unanswered */
+    long long refused; /* clients accepted and closed at once (down, full) */
 } g;
 
 static volatile sig_atomic_t g_stop;
@@ -844,6 +846,7 @@ static void accept_client(int64_t now) {
     }
     if (g.down || slot < 0) {
         logmsg("client refused (%s)", g.down ? "network down" : "too many");
+        g.refused++;
         close(fd);
         return;
     }
@@ -962,8 +965,9 @@ static void cmd_status(int kind, bool has, long long arg, int64_t now, char *rep
             held += count_lines(&c->dir[0].in) + count_lines(&c->dir[1].in);
         }
     }
-    snprintf(reply, n, "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d inflight=%d inflight-max=%d",
-             conns, g.msgs, held, g.fired, g.down ? 1 : 0, inflight, g.inflight_max);
+    snprintf(reply, n,
+             "OK conns=%d msgs=%lld held=%lld fired=%lld down=%d inflight=%d inflight-max=%d refused=%lld",
+             conns, g.msgs, held, g.fired, g.down ? 1 : 0, inflight, g.inflight_max, g.refused);
 }
 
 static const struct command commands[] = {

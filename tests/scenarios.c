@@ -1,37 +1,65 @@
 /* scenarios.c -- the delivery lab's fault scenarios. See scenarios.h.
  *
+ * The contract. A student's own step is run by this lab and graded on it,
+ * so the lab relies on this, and on nothing else the programs print:
+ *   server: --port P --db FILE --ping-interval MS --ping-timeout MS, and a
+ *     stderr line containing "listening on HOST:PORT";
+ *   client: --port --timeout --reconnection-delay --reconnection-delay-max,
+ *     and in steps 3-4 --ack-timeout --retries; on stdout each row as
+ *     "<id> <text>"; on stderr "connected as" when welcomed, "disconnected"
+ *     when a connection is lost, and a line containing "gave up" and
+ *     ending in ": <text>" for each message given up; exit status 1 iff a
+ *     message was given up;
+ *   the wire protocol of TUTORIAL.md's "The protocol", which the proxy
+ *     reads (MSG, ACK, REJECT lines), and the messages table of the db.
+ * A client may keep files in its working directory: each client runs in
+ * a directory of its own, the same one again after a restart.
+ *
  * Every scenario is one "phase": a fault injected at an exact point of the
  * protocol while the sender types. Around it, two messages are typed
  * before (the normal case) and one after (back to normal). The mixed
- * scenario runs every phase, in an order shuffled from a seed.
+ * scenario runs every single-fault phase but two (sender, window: their
+ * claims differ from the others'), in an order shuffled from a seed.
  *
  * Timers are short so that a run takes about a second: heartbeat 300 ms +
  * 300 ms, reconnection 50..200 ms, connect timeout 1 s, and for the steps
  * with acks an ack timeout of 400 ms and 5 retries (2.4 s of budget, more
  * than any fault here lasts).
  *
- * Synchronisation is always on a condition (a status line, a row in the
- * database, the proxy's counters) with a deadline. The only fixed waits
- * are fault durations: how long the database stays locked. */
+ * Synchronisation is always on a condition (a contract line above, a row
+ * in the database, the proxy's counters) with a deadline. The only fixed
+ * waits are fault durations: how long the database stays locked.
+ *
+ * Each client has a proxy of its own (both get every fault command), so
+ * that a proxy's counters tell one client's connections from the other's:
+ * how often the sender was refused, how many MSGs it had in flight. */
 #include "scenarios.h"
 
 #include "harness.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define WAIT_MS 8000 /* deadline of any single wait in a run */
 #define LOCK_HOLD_MS 500 /* how long the database stays locked */
+#define ACK_DELAY_MS 150 /* "window": how late acks come back (ack timeout 400) */
+
+enum who { SENDER, RECEIVER };
+static const char *const who_name[] = {"sender", "receiver"};
 
 struct lab {
     int step, acks;
-    const char *db;
-    struct proc *server, *proxy, *sender, *receiver;
-    int server_port, control_fd;
-    char proxy_port[16];
+    char db[512]; /* a copy: tmppath() rotates its buffers */
+    struct proc *server, *receiver;
+    struct proc *sender, *killed; /* killed: the sender before a restart */
+    struct proc *proxy[2]; /* indexed by enum who */
+    int server_port, control_fd[2], proxy_port[2];
     int typed; /* messages m1..m<typed> typed so far */
 };
 
@@ -63,20 +91,31 @@ static int control_port(struct proc *p) {
     return colon ? atoi(colon + 1) : 0;
 }
 
-static void start_proxy(struct lab *l) {
+static void start_proxy(struct lab *l, enum who w) {
     char port[16];
     snprintf(port, sizeof port, "%d", l->server_port);
     const char *argv[] = {bin_path("tests/proxy"), "--server-port", port, NULL};
-    l->proxy = proc_start("proxy", argv);
-    WAIT_UNTIL(proc_port(l->proxy) > 0 && control_port(l->proxy) > 0, WAIT_MS);
-    snprintf(l->proxy_port, sizeof l->proxy_port, "%d", proc_port(l->proxy));
-    l->control_fd = tcp_connect(control_port(l->proxy));
+    struct proc *p = proc_start(w == SENDER ? "proxy-sender" : "proxy-receiver", argv);
+    WAIT_UNTIL(proc_port(p) > 0 && control_port(p) > 0, WAIT_MS);
+    l->proxy[w] = p;
+    l->proxy_port[w] = proc_port(p);
+    l->control_fd[w] = tcp_connect(control_port(p));
 }
 
-static struct proc *start_client(struct lab *l) {
+/* Each client runs in a directory of its own, the same one after a
+ * restart, as two users' clients would: one that keeps its queue or its
+ * id in a file there finds it again, and never finds the other's. */
+static struct proc *start_client(struct lab *l, enum who w) {
     const char *plain[] = {"--timeout", "1000", NULL};
     const char *acks[] = {"--timeout", "1000", "--ack-timeout", "400", "--retries", "5", NULL};
-    return client_start(l->step, atoi(l->proxy_port), l->acks ? acks : plain);
+    const char *dir = tmppath(who_name[w]);
+    char here[1024];
+    REQUIRE(getcwd(here, sizeof here) != NULL);
+    REQUIRE(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    REQUIRE(chdir(dir) == 0);
+    struct proc *p = client_start(l->step, l->proxy_port[w], l->acks ? acks : plain);
+    REQUIRE(chdir(here) == 0);
+    return p;
 }
 
 static int connections(struct proc *client) {
@@ -89,12 +128,13 @@ static void lab_start(struct lab *l, int step) {
     for (int i = 0; i < lab_nsteps; i++) {
         l->acks |= lab_steps[i].step == step && lab_steps[i].acks;
     }
-    l->db = tmppath("chat.db");
+    snprintf(l->db, sizeof l->db, "%s", tmppath("chat.db"));
     l->server = start_server(l, 0);
     l->server_port = proc_port(l->server);
-    start_proxy(l);
-    l->receiver = start_client(l);
-    l->sender = start_client(l);
+    start_proxy(l, SENDER);
+    start_proxy(l, RECEIVER);
+    l->receiver = start_client(l, RECEIVER);
+    l->sender = start_client(l, SENDER);
     WAIT_UNTIL(connections(l->receiver) > 0 && connections(l->sender) > 0, WAIT_MS);
 }
 
@@ -113,20 +153,27 @@ static void type_messages(struct lab *l, int n) {
     proc_write(l->sender, "%s", batch);
 }
 
-static void proxy_command(struct lab *l, const char *cmd) {
-    tcp_send(l->control_fd, cmd, strlen(cmd));
-    tcp_send(l->control_fd, "\n", 1);
-    REQUIRE(tcp_wait_line(l->control_fd, "OK", WAIT_MS));
+static void command_to(struct lab *l, enum who w, const char *cmd) {
+    tcp_send(l->control_fd[w], cmd, strlen(cmd));
+    tcp_send(l->control_fd[w], "\n", 1);
+    REQUIRE(tcp_wait_line(l->control_fd[w], "OK", WAIT_MS));
 }
 
-/* The proxy's "held=" counter: lines frozen by hold-after, both ways. */
-static int proxy_held(struct lab *l) {
-    proxy_command(l, "status");
-    const char *s = tcp_log(l->control_fd), *last = NULL;
-    while ((s = strstr(s, "held=")) != NULL) {
+/* A fault hits both clients' connections, as one network would. */
+static void proxy_command(struct lab *l, const char *cmd) {
+    command_to(l, SENDER, cmd);
+    command_to(l, RECEIVER, cmd);
+}
+
+/* A counter from the sender's proxy's status: "held=" (lines frozen by
+ * hold-after, both ways), "refused=", "inflight-max=", ... */
+static long long sender_wire(struct lab *l, const char *key) {
+    command_to(l, SENDER, "status");
+    const char *s = tcp_log(l->control_fd[SENDER]), *last = NULL;
+    while ((s = strstr(s, key)) != NULL) {
         last = s++;
     }
-    return last ? atoi(last + 5) : 0;
+    return last ? atoll(last + strlen(key)) : 0;
 }
 
 /* A fault's duration is a fixed time, not a synchronisation: pump the
@@ -140,16 +187,21 @@ static void hold_for(int ms) {
 
 /* Did the sender say it gave message m<i> up? A stderr line that holds
  * "gave up" and ends with ": m3" (our step 4 says ": <offset> m3"). */
-static int given_up(struct lab *l, int i) {
+static int said_given_up(const struct proc *p, int i) {
     char tail[32];
     int n = snprintf(tail, sizeof tail, " m%d\n", i);
-    for (const char *s = l->sender->err; (s = strstr(s, "gave up")) != NULL; s++) {
+    for (const char *s = p->err; (s = strstr(s, "gave up")) != NULL; s++) {
         const char *eol = strchr(s, '\n');
         if (eol != NULL && eol - s >= n && strncmp(eol + 1 - n, tail, (size_t)n) == 0) {
             return 1;
         }
     }
     return 0;
+}
+
+/* ...the sender, or the one it replaced (scenario "sender"). */
+static int given_up(struct lab *l, int i) {
+    return said_given_up(l->sender, i) || (l->killed != NULL && said_given_up(l->killed, i));
 }
 
 /* Before a fault, let the sender finish what it has: steps with acks keep
@@ -170,14 +222,30 @@ static void wait_settled(struct lab *l) {
  * The faults, one phase each
  * ------------------------------------------------------------------- */
 
-/* The network goes down; three lines are typed; it comes back. */
-static void phase_down(struct lab *l) {
-    int before = connections(l->sender), drops = proc_err_count(l->sender, "disconnected");
-    int noted = proc_err_count(l->sender, "not connected, message");
+/* The network goes down, and the sender knows it. */
+static void network_down(struct lab *l) {
+    int drops = proc_err_count(l->sender, "disconnected");
     proxy_command(l, "down");
     WAIT_UNTIL(proc_err_count(l->sender, "disconnected") > drops, WAIT_MS);
-    type_messages(l, 3);
-    WAIT_UNTIL(proc_err_count(l->sender, "not connected, message") >= noted + 3, WAIT_MS);
+}
+
+/* Type n lines while the network is down, and wait until the sender has
+ * surely read them: its proxy refused it twice more, counting from after
+ * they were typed. The client saw the first of those two connections
+ * closed after the lines were on its stdin, in a select() that reported
+ * stdin readable too, and started the second one later: by then it had
+ * read them (if it reads stdin while disconnected at all). */
+static void type_while_down(struct lab *l, int n) {
+    type_messages(l, n);
+    long long refused = sender_wire(l, "refused=");
+    WAIT_UNTIL(sender_wire(l, "refused=") >= refused + 2, WAIT_MS);
+}
+
+/* The network goes down; three lines are typed; it comes back. */
+static void phase_down(struct lab *l) {
+    int before = connections(l->sender);
+    network_down(l);
+    type_while_down(l, 3);
     proxy_command(l, "up");
     WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
 }
@@ -212,19 +280,20 @@ static void phase_server_killed(struct lab *l) {
      * proxy: the server's reply to the second (its broadcast, plus its ack
      * in steps with acks), or, in steps without acks, the reply and the
      * third line, which the client wrote straight after the second. */
-    WAIT_UNTIL(db_count(l->db, "1") >= rows + 2 && proxy_held(l) >= 2, WAIT_MS);
+    WAIT_UNTIL(db_count(l->db, "1") >= rows + 2 && sender_wire(l, "held=") >= 2, WAIT_MS);
     proc_kill(l->server);
     l->server = start_server(l, l->server_port);
     WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
 }
 
 /* Another process locks the database; three lines are typed; the lock is
- * released half a second after the server's first insert fails. */
+ * released half a second after the first of them reached the server
+ * (whose inserts never wait for a lock: the first fails at once). */
 static void phase_db_locked(struct lab *l) {
-    int failed = proc_err_count(l->server, "insert failed");
+    long long msgs = sender_wire(l, "msgs=");
     void *lock = db_lock(l->db);
     type_messages(l, 3);
-    WAIT_UNTIL(proc_err_count(l->server, "insert failed") > failed, WAIT_MS);
+    WAIT_UNTIL(sender_wire(l, "msgs=") > msgs, WAIT_MS);
     hold_for(LOCK_HOLD_MS);
     db_unlock(lock);
 }
@@ -241,25 +310,61 @@ static void phase_stall(struct lab *l) {
     WAIT_UNTIL(connections(l->sender) > before, WAIT_MS);
 }
 
+/* The sender has two lines not yet acked (typed while the network is
+ * down), is killed (SIGKILL), and started again in the same directory
+ * with the same options; the network comes back and one more line is
+ * typed into the new process. */
+static void phase_sender_killed(struct lab *l) {
+    network_down(l);
+    type_while_down(l, 2);
+    proc_kill(l->sender);
+    l->killed = l->sender;
+    l->sender = start_client(l, SENDER);
+    proxy_command(l, "up");
+    WAIT_UNTIL(connections(l->sender) > 0, WAIT_MS);
+    type_messages(l, 1);
+}
+
+/* Acks come back late: three lines typed at once, while every line from
+ * the server takes ACK_DELAY_MS longer. A client that waits for each ack
+ * has one message in flight; one with a window, up to three. */
+static void phase_window(struct lab *l) {
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "delay-replies %d", ACK_DELAY_MS);
+    proxy_command(l, cmd);
+    type_messages(l, 3);
+    wait_settled(l);
+    proxy_command(l, "clear");
+}
+
 const struct scenario lab_scenarios[] = {
     {"down", "network down while typing",
-     "step 1 drops the lines typed while disconnected; step 2 keeps them until it reconnects.", phase_down},
+     "step 1 drops the lines typed while disconnected; step 2 keeps them until it reconnects.", phase_down,
+     0},
     {"cut", "connection cut, message on the wire",
-     "the line dies with the connection; steps 1-2 never learn it; step 3 resends it (no ack).", phase_cut},
+     "the line dies with the connection; steps 1-2 never learn it; step 3 resends it (no ack).", phase_cut,
+     0},
     {"ack", "ack lost",
      "the server stored it; step 3 never saw the ack and stores it again; step 4's UNIQUE offset stops that.",
-     phase_ack_lost},
+     phase_ack_lost, 0},
     {"kill", "server killed and restarted",
      "a line waiting in the dead connection is gone (steps 1-2); a stored but unacked one comes back twice "
      "(step 3).",
-     phase_server_killed},
+     phase_server_killed, 0},
     {"lock", "database locked",
      "the inserts fail; steps 1-2 lose those lines; steps 3-4 get no ack and retry until the lock is gone.",
-     phase_db_locked},
+     phase_db_locked, 0},
     {"stall", "network stalls (half-open)",
      "lines vanish into a silent connection until the heartbeat drops it; only acks bring them back.",
-     phase_stall},
-    {"mixed", "all faults, shuffled", "every fault above, in an order drawn from the seed.", NULL},
+     phase_stall, 0},
+    {"sender", "sender killed and restarted",
+     "what the sender had not sent or got acked dies with it, at every step: its queue is in memory only.",
+     phase_sender_killed, NOT_MIXED},
+    {"window", "acks slow to come back",
+     "no fault, only late acks: steps 3-4 wait for each ack, one message in flight; a window would send on.",
+     phase_window, NOT_MIXED | SHOW_INFLIGHT},
+    {"mixed", "all faults, shuffled", "every fault above but the last two, in an order drawn from the seed.",
+     NULL, 0},
 };
 const int lab_nscenarios = sizeof lab_scenarios / sizeof lab_scenarios[0];
 
@@ -272,7 +377,7 @@ const int lab_nscenarios = sizeof lab_scenarios / sizeof lab_scenarios[0];
 static void phase_mixed(struct lab *l, unsigned seed) {
     int order[16], n = 0;
     for (int i = 0; i < lab_nscenarios; i++) {
-        if (lab_scenarios[i].phase != NULL) {
+        if (lab_scenarios[i].phase != NULL && !(lab_scenarios[i].flags & NOT_MIXED)) {
             order[n++] = i;
         }
     }
@@ -307,17 +412,6 @@ static char *expected_output(const char *db) {
     return out;
 }
 
-/* The proxy's "inflight-max=": the most MSG lines one connection had
- * forwarded and not yet seen answered. Only the sender sends MSG lines. */
-static int proxy_inflight_max(struct lab *l) {
-    proxy_command(l, "status");
-    const char *s = tcp_log(l->control_fd), *last = NULL;
-    while ((s = strstr(s, "inflight-max=")) != NULL) {
-        last = s++;
-    }
-    return last ? atoi(last + strlen("inflight-max=")) : 0;
-}
-
 /* Per typed message: lost, duplicated, given up, recovered; and whether
  * the first rows of the stored ones rise with the typed order. */
 static void count_messages(struct lab *l, struct outcome *out) {
@@ -346,7 +440,7 @@ static void lab_finish(struct lab *l, struct outcome *out) {
     REQUIRE(out->sender_status >= 0);
     out->typed = l->typed;
     count_messages(l, out);
-    out->inflight = proxy_inflight_max(l);
+    out->inflight = (int)sender_wire(l, "inflight-max=");
     out->rows = (int)db_count(l->db, "1");
     /* The receiver has until the deadline to print every row. */
     long long end = now_ms() + 5000;

@@ -1,9 +1,9 @@
 /* scenarios.h -- the delivery lab's fault scenarios.
  *
- * One run = one scenario against one step: a server, the fault proxy, a
- * sender and a receiver (both clients go through the proxy), numbered
- * messages typed into the sender, faults injected at exact points, then a
- * count of what the database holds. Shared by the lab (make demo), which
+ * One run = one scenario against one step: a server, a sender and a
+ * receiver (each client through a fault proxy of its own, both proxies
+ * given every fault), numbered messages typed into the sender, faults
+ * injected at exact points, then a count of what the database holds. Shared by the lab (make demo), which
  * prints the table, and by test_lab.c, which asserts its cells. */
 #ifndef SCENARIOS_H
 #define SCENARIOS_H
@@ -28,6 +28,12 @@ struct scenario {
     const char *title; /* the table's row label */
     const char *why; /* one line: what happens at the weakest step */
     void (*phase)(struct lab *l); /* the fault; NULL: every fault, shuffled */
+    int flags; /* NOT_MIXED, SHOW_INFLIGHT */
+};
+
+enum {
+    NOT_MIXED = 1, /* left out of the shuffled run: its claims differ */
+    SHOW_INFLIGHT = 2, /* the table shows the most messages in flight */
 };
 
 extern const struct scenario lab_scenarios[];

@@ -95,6 +95,7 @@ static void down_and_up(void) {
     int refused = tcp_connect(r.proxy_port); /* accepted, then closed */
     CHECK(tcp_wait_closed(refused, WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "down="), 1);
+    CHECK_EQ_INT(status_field(&r, "refused="), 1);
     command(&r, "up", "OK");
     connect_pair(&r, &c, &s);
     send_str(c, "MSG back\n");
@@ -240,7 +241,7 @@ static void bad_commands(void) {
 
 const struct test proxy_tests[] = {
     {"proxy: forwards both ways and counts MSG lines", forwards_both_ways},
-    {"proxy: down cuts and refuses connections, up lets them in again", down_and_up},
+    {"proxy: down cuts and refuses connections (counted), up lets them in again", down_and_up},
     {"proxy: down MS comes back up by itself", down_for_a_while},
     {"proxy: cut-before N drops the Nth MSG and what follows, and closes", cut_before},
     {"proxy: cut-after N forwards the Nth MSG, then closes: the reply is lost", cut_after},

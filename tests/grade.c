@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "scenarios.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -168,10 +169,14 @@ static _Noreturn void run(const char *const argv[], const char *file, int studen
     _exit(127);
 }
 
+/* exit status, 128+signal if killed, 127 if it never ran (fork failed) */
 static int wait_status(pid_t pid) {
     int st;
-    while (waitpid(pid, &st, 0) < 0)
+    pid_t r = -1;
+    while (pid > 0 && (r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
         ;
+    if (pid <= 0 || r != pid)
+        return 127;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -330,6 +335,11 @@ static int flags_accepted(void) {
     if (pipe(fds) != 0)
         return 1; /* not the student's fault: let the lab judge */
     pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return 1;
+    }
     if (pid == 0) {
         dup2(fds[0], 0); /* stdin open, nothing typed */
         close(fds[1]);

@@ -46,6 +46,7 @@ static const char *const graded_delivery[] = {
     "step4: a lost ack (cut-after) gives exactly one row",
     "step4: server SIGKILLed after the insert, before the ack, gives exactly one row",
     "step4: a db locked for a while stores every message once",
+    "step4: two clients typing while the server is down never collide",
     "step4: a receiver cut off during traffic prints every stored row once, in id order",
 };
 #define COUNT(a) (int)(sizeof a / sizeof a[0])

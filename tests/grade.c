@@ -448,7 +448,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || (g.t = find_target(argv[1])) == NULL)
+    if (argc != 3 || argv[2][0] == '\0' || (g.t = find_target(argv[1])) == NULL)
         usage();
     if (!absolute(argv[2])) {
         printf("grade: FAIL step %s: no folder %s\n", argv[1], argv[2]);

@@ -49,7 +49,7 @@ static const char *const graded_delivery[] = {
     "step4: two clients typing while the server is down never collide",
     "step4: a receiver cut off during traffic prints every stored row once, in id order",
 };
-#define COUNT(a) (int)(sizeof a / sizeof a[0])
+#define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 /* Moves the test named name to out[*n]; 0 if there is none. */
 static int take(const struct test *all, int n_all, const char *name, struct test *out, int *n) {

@@ -3,6 +3,7 @@
 #   make demo     the delivery lab: which faults lose or duplicate messages, per step
 #   make test     the test suite; ends with "N passed, N failed"
 #   make bench    the price of each guarantee: msg/s, latency, memory (under a minute)
+#   make grade STEP=3 DIR=mystep3   a student's own step, graded by the lab and the tests
 #   make -C step1 build one step alone
 STEPS := $(patsubst %/Makefile,%,$(sort $(wildcard step*/Makefile)))
 
@@ -24,6 +25,12 @@ test: all
 demo:
 	@$(MAKE) -s --no-print-directory all >/dev/null
 	@tests/lab
+
+# A student's step (TUTORIAL, "Build it yourself"): DIR's Makefile builds
+# server and client; STEP is 1-4, durable or window. The verdict comes last.
+grade:
+	@$(MAKE) -s --no-print-directory all >/dev/null
+	@tests/grade "$(STEP)" "$(DIR)"
 
 # The price of each guarantee: throughput, latency and memory per step.
 bench: all
@@ -51,7 +58,7 @@ format-check:
 clean:
 	for d in common $(STEPS) tests; do $(MAKE) -C $$d clean; done
 
-.PHONY: all common $(STEPS) tests test demo bench bench-doc diffs format format-check clean
+.PHONY: all common $(STEPS) tests test demo grade bench bench-doc diffs format format-check clean
 
 # make check, make fuzz: the proof under stress (sanitizers, valgrind, fuzzing, static analysis).
 include tests/check.mk

@@ -501,9 +501,27 @@ const char *tmppath(const char *name) {
 
 /* ---- the chat programs ---- */
 
+/* CHAT_STEP_DIR=<dir> (with CHAT_STEP=<n>, only for step n): "step<n>/server"
+ * and "step<n>/client" are <dir>/server and <dir>/client, so that the same
+ * tests and the lab run a student's copy of a step (make grade). */
+static int step_dir_path(const char *rel, char *buf) {
+    const char *dir = getenv("CHAT_STEP_DIR"), *only = getenv("CHAT_STEP");
+    int step, end = 0;
+    if (!dir || !*dir || sscanf(rel, "step%d/%n", &step, &end) != 1 || end == 0)
+        return 0;
+    if (strcmp(rel + end, "server") != 0 && strcmp(rel + end, "client") != 0)
+        return 0;
+    if (only && *only && atoi(only) != step)
+        return 0;
+    snprintf(buf, 3 * PATH_BUF, "%s/%s", dir, rel + end);
+    return 1;
+}
+
 const char *bin_path(const char *rel) {
     const char *root = getenv("CHAT_ROOT");
     char *buf = rot_buf();
+    if (step_dir_path(rel, buf))
+        return buf;
     if (!root || !*root)
         root = root_dir;
     snprintf(buf, 3 * PATH_BUF, "%s/%s", strcmp(root, "/") == 0 ? "" : root, rel);
@@ -973,7 +991,10 @@ static void finish_test(void) {
     for (int fd = 0; fd < FD_SETSIZE; fd++)
         if (tcp_tab[fd].used)
             tcp_close(fd);
-    if (test_dir && n_failures)
+    /* TEST_KEEP=0: a failure expected by the caller (a near miss graded
+     * inside the suite) leaves nothing behind */
+    const char *keep = getenv("TEST_KEEP");
+    if (test_dir && n_failures && !(keep && strcmp(keep, "0") == 0))
         fprintf(stderr, "kept temp dir: %s\n", test_dir);
     else if (test_dir)
         remove_tree(test_dir);
@@ -1227,8 +1248,36 @@ void harness_init(const char *argv0, int limit_seconds) {
     limit_ms = (long long)limit_seconds * 1000;
 }
 
+static void usage(const char *argv0) {
+    printf("usage: %s [NAME...]      run the tests whose name contains one of the NAMEs (all without)\n"
+           "       %s --list         list the test names, one a line\n"
+           "       %s --graded STEP  run the tests make grade runs for STEP (1-4, durable, window)\n"
+           "environment:\n"
+           "  TEST_TIMEOUT=S    a test's time limit in seconds (default 30)\n"
+           "  TEST_JOBS=N       tests run at a time (default 4)\n"
+           "  CHAT_STEP_DIR=D   run D/server and D/client instead of stepN/server and stepN/client\n"
+           "  CHAT_STEP=N       with CHAT_STEP_DIR: only for step N (default: every step)\n",
+           argv0, argv0, argv0);
+}
+
+/* --help and --list: 1 if handled (the runner then exits 0) */
+static int run_options(int argc, char **argv, const struct test *tests, int n) {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(argv[0]);
+        return 1;
+    }
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (int i = 0; i < n; i++)
+            printf("%s\n", tests[i].name);
+        return 1;
+    }
+    return 0;
+}
+
 int run_tests(int argc, char **argv, const struct test *tests, int n) {
     struct sigaction sa;
+    if (run_options(argc, argv, tests, n))
+        return 0;
     int jobs = (int)env_num("TEST_JOBS", 4, 1);
     int next = next_match(tests, n, 0, argc, argv);
     int running = 0, passed = 0, failed = 0;

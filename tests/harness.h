@@ -115,7 +115,11 @@ int proc_port(struct proc *p); /* from a complete "listening on H:P" stderr line
 /* stepN/client --port <port> --reconnection-delay 50 --reconnection-delay-max 200 extra... */
 struct proc *client_start(int step, int port, const char *const extra[]);
 /* <root>/rel, root = $CHAT_ROOT, else the parent of the directory holding
- * the test binary (<root>/tests/<binary>); 8 rotating static buffers */
+ * the test binary (<root>/tests/<binary>); 8 rotating static buffers.
+ * With $CHAT_STEP_DIR set, "step<n>/server" and "step<n>/client" are
+ * $CHAT_STEP_DIR/server and $CHAT_STEP_DIR/client instead, for every n or,
+ * with $CHAT_STEP=<n>, for that step only: how make grade runs the tests
+ * and the lab against a student's own step. */
 const char *bin_path(const char *rel);
 
 /* ---- raw TCP peer ---- */
@@ -164,8 +168,12 @@ struct test {
     const char *name;
     void (*fn)(void);
 };
-/* env: TEST_TIMEOUT (seconds, default 30), TEST_JOBS (default 4),
- * TEST_SUMMARY_FILE (append "<P> <F>\n").  Returns the exit status. */
+/* argv: names (a test runs if its name contains one; none: all), or
+ * --list (print the names), or --help (usage, with the env vars).
+ * env: TEST_TIMEOUT (seconds, default 30), TEST_JOBS (default 4),
+ * TEST_SUMMARY_FILE (append "<P> <F>\n"), TEST_KEEP=0 (remove a failed
+ * test's directory too; kept by default), CHAT_STEP_DIR and CHAT_STEP
+ * (see bin_path).  Returns the exit status. */
 int run_tests(int argc, char **argv, const struct test *tests, int n);
 
 /* For testing the harness itself: runs fn in a forked child as a test of its

@@ -35,5 +35,7 @@ extern const struct test startup_tests[]; /* test_startup.c: what a server and c
 extern const int startup_count;
 extern const struct test robust_tests[]; /* test_robust.c: what a classroom does to it */
 extern const int robust_count;
+extern const struct test grade_tests[]; /* test_grade.c: make grade passes the reference, fails near misses */
+extern const int grade_count;
 
 #endif

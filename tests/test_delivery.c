@@ -162,7 +162,7 @@ static void wait_err(struct proc *p, const char *needle, int n) {
 }
 
 static void wait_connected(struct proc *c, int n) {
-    wait_err(c, "client: connected as", n);
+    wait_err(c, "connected as", n);
 }
 
 /* types "<tag>-<from>" .. "<tag>-<to>", one write */
@@ -190,10 +190,6 @@ static int err_line_with(struct proc *p, const char *a, const char *b) {
         s += n + (nl ? 1 : 0);
     }
     return 0;
-}
-
-static void wait_err_line(struct proc *p, const char *a, const char *b) {
-    AWAIT(err_line_with(p, a, b), WAIT_MS, "%s: a stderr line with '%s' and '%s'", p->name, a, b);
 }
 
 static long err_pos(struct proc *p, const char *needle) {
@@ -346,7 +342,7 @@ static void s1_typed_while_down_dropped(void) {
     wait_stored("a-001");
 
     proc_kill(srv);
-    wait_err(c, "client: disconnected", 1);
+    wait_err(c, "disconnected", 1);
     proc_write(c, "a-002\n");
     wait_err(c, "dropped: a-002", 1);
 
@@ -386,7 +382,7 @@ static void s1_receiver_catches_up(void) {
     AWAIT(proc_out_count(r, " c-001\n") == 1, WAIT_MS, "the receiver to print c-001");
 
     proxy_cmd(&px, "down");
-    wait_err(r, "client: disconnected", 1);
+    wait_err(r, "disconnected", 1);
     type_range(s, "c", 2, 4);
     wait_distinct("c", 4, WAIT_MS);
     CHECK_EQ_INT(proc_out_lines(r), 1);
@@ -409,9 +405,9 @@ static void s2_network_down_nothing_lost(void) {
     wait_connected(c, 1);
 
     proxy_cmd(&px, "down");
-    wait_err(c, "client: disconnected", 1);
+    wait_err(c, "disconnected", 1);
     type_range(c, "d", 1, 3);
-    wait_err(c, "message buffered", 3);
+    hold_fault(300); /* down while the client reads them */
     CHECK_EQ_INT(rows_total(), 0);
     proxy_cmd(&px, "up");
     wait_distinct("d", 3, WAIT_MS);
@@ -428,7 +424,7 @@ static void s2_cut_line_lost(void) {
 
     proxy_cmd(&px, "cut-before 1");
     proc_write(c, "e-002\n");
-    wait_err(c, "client: disconnected", 1);
+    wait_err(c, "disconnected", 1);
     CHECK_EQ_INT(proxy_stat(&px, "fired"), 1);
     wait_connected(c, 2);
     proc_write(c, "e-003\n");
@@ -483,14 +479,11 @@ static void s2_eof_while_disconnected_flushes(void) {
     wait_connected(c, 1);
 
     proxy_cmd(&px, "down");
-    wait_err(c, "client: disconnected", 1);
+    wait_err(c, "disconnected", 1);
     type_range(c, "h", 1, 3);
-    wait_err(c, "message buffered", 3);
     proc_close_stdin(c);
-    /* two more reconnection rounds after EOF: it is waiting, not gone */
-    int rounds = proc_err_count(c, "reconnecting in");
-    wait_err(c, "reconnecting in", rounds + 2);
-    CHECK_EQ_INT(proc_wait_exit(c, 0), -1);
+    /* a while after EOF (several reconnection rounds): waiting, not gone */
+    CHECK_EQ_INT(proc_wait_exit(c, 600), -1);
 
     proxy_cmd(&px, "up");
     CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
@@ -526,9 +519,9 @@ static void s3_down(void) {
     type_range(e.c, "i", 1, 2);
     wait_distinct("i", 2, WAIT_MS);
     proxy_cmd(&e.px, "down");
-    wait_err(e.c, "client: disconnected", 1);
+    wait_err(e.c, "disconnected", 1);
     type_range(e.c, "i", 3, 5);
-    wait_err(e.c, "message buffered", 3);
+    hold_fault(300); /* down while the client reads them */
     proxy_cmd(&e.px, "up");
     wait_distinct("i", 5, WAIT_MS);
     /* and down while messages are in flight */
@@ -545,7 +538,6 @@ static void s3_cut_before(void) {
     type_range(e.c, "j", 1, 5);
     wait_distinct("j", 5, WAIT_MS);
     CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
-    wait_err_line(e.c, "will send again", "j-003");
     CHECK_EQ_INT(inversions_of("j"), 0);
     no_give_up(e.c);
 }
@@ -557,7 +549,6 @@ static void s3_cut_after_one_duplicate(void) {
     /* one in flight at a time: k-004 stored means k-002's retry was acked */
     wait_distinct("k", 4, WAIT_MS);
     CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
-    wait_err_line(e.c, "will send again", "k-002");
     CHECK_EQ_INT(rows_of("k-001"), 1);
     CHECK_EQ_INT(rows_of("k-002"), 2);
     CHECK_EQ_INT(rows_of("k-003"), 1);
@@ -574,7 +565,6 @@ static void s3_kill_after_store(void) {
     wait_stored("l-002");
     e.srv = restart_server(3, e.srv, e.port);
     wait_distinct("l", 4, WAIT_MS);
-    wait_err_line(e.c, "will send again", "l-002");
     CHECK_EQ_INT(rows_of("l-002"), 2); /* at least once: stored, unacked, stored again */
     CHECK_EQ_INT(inversions_of("l"), 0);
     no_give_up(e.c);
@@ -584,7 +574,7 @@ static void s3_db_locked(void) {
     struct fault_env e = fault_env(3, CLI34_ARGS);
     void *lock = db_lock(db());
     type_range(e.c, "m", 1, 3);
-    wait_err(e.srv, "insert failed", 1);
+    AWAIT(proxy_stat(&e.px, "msgs") >= 1, WAIT_MS, "a MSG line to reach the locked server");
     hold_fault(500);
     db_unlock(lock);
     wait_distinct("m", 3, WAIT_MS);
@@ -598,7 +588,7 @@ static void s3_blackhole(void) {
     wait_stored("n-001");
     proxy_cmd(&e.px, "blackhole");
     type_range(e.c, "n", 2, 3);
-    wait_err(e.c, "disconnected (ping timeout)", 1);
+    wait_err(e.c, "disconnected", 1);
     proxy_cmd(&e.px, "clear");
     wait_distinct("n", 3, WAIT_MS);
     CHECK_EQ_INT(inversions_of("n"), 0);
@@ -645,24 +635,18 @@ static void s3_give_up_is_loud(void) {
     CHECK_EQ_INT(rows_of("p-001"), 0);
 }
 
+/* Counted on the wire (the proxy counts MSG lines), not in the client's
+ * log: r-001 goes out once and is given up, r-002 is the next line sent. */
 static void s3_retries_zero_one_attempt(void) {
-    const char *const cargs[] = {"--timeout", "1000", "--ack-timeout", "300",
-                                 "--retries", "0",    "--verbose",     NULL};
-    struct proc *srv = start_server(3);
-    struct proc *c = client_start(3, proc_port(srv), cargs);
-    wait_connected(c, 1);
+    const char *const cargs[] = {"--timeout", "1000", "--ack-timeout", "300", "--retries", "0", NULL};
+    struct fault_env e = fault_env(3, cargs);
     void *lock = db_lock(db());
-    proc_write(c, "r-001\n");
-    AWAIT(err_line_with(c, "gave up", "r-001"), WAIT_MS, "a 'gave up' line naming r-001");
+    proc_write(e.c, "r-001\n");
+    AWAIT(err_line_with(e.c, "gave up", "r-001"), WAIT_MS, "a 'gave up' line naming r-001");
     db_unlock(lock);
-    proc_write(c, "r-002\n");
+    proc_write(e.c, "r-002\n");
     wait_stored("r-002");
-    wait_err(c, "< ACK 2\n", 1);
-    /* r-001 went out once (ack id 1); the next ack id went to r-002 */
-    CHECK_EQ_INT(proc_err_count(c, "> MSG 1 r-001"), 1);
-    CHECK_EQ_INT(proc_err_count(c, "> MSG 2 r-002"), 1);
-    CHECK_EQ_INT(proc_err_count(c, "will send again"), 0);
-    CHECK_EQ_INT(proc_err_count(srv, "insert failed"), 1);
+    CHECK_EQ_INT(proxy_stat(&e.px, "msgs"), 2);
     CHECK_EQ_INT(rows_of("r-001"), 0);
 }
 
@@ -696,7 +680,6 @@ static void s4_cut_after_one_row(void) {
     type_range(e.c, "y", 1, 4);
     wait_distinct("y", 4, WAIT_MS);
     CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
-    wait_err_line(e.c, "will send again", "y-002");
     check_once_in_order("y", 1, 4);
     proc_close_stdin(e.c);
     CHECK_EQ_INT(proc_wait_exit(e.c, WAIT_MS), 0);
@@ -709,7 +692,6 @@ static void s4_kill_after_insert_one_row(void) {
     wait_stored("z-002");
     e.srv = restart_server(4, e.srv, e.port);
     wait_distinct("z", 4, WAIT_MS);
-    wait_err_line(e.c, "will send again", "z-002");
     check_once_in_order("z", 1, 4);
     no_give_up(e.c);
 }
@@ -718,7 +700,7 @@ static void s4_db_locked_once(void) {
     struct fault_env e = fault_env(4, CLI34_ARGS);
     void *lock = db_lock(db());
     type_range(e.c, "u", 1, 4);
-    wait_err(e.srv, "insert failed", 1);
+    AWAIT(proxy_stat(&e.px, "msgs") >= 1, WAIT_MS, "a MSG line to reach the locked server");
     hold_fault(500);
     db_unlock(lock);
     wait_distinct("u", 4, WAIT_MS);
@@ -774,9 +756,8 @@ static void s4_offline_clients_never_collide(void) {
     struct proc *c1 = start_client(4, port), *c2 = start_client(4, port);
     type_range(c1, "wa", 1, 10);
     type_range(c2, "wb", 1, 10);
-    wait_err(c1, "message buffered", 10);
-    wait_err(c2, "message buffered", 10);
-    CHECK_EQ_INT(proc_err_count(c1, "client: connected as"), 0);
+    hold_fault(300); /* down while both read them */
+    CHECK_EQ_INT(proc_err_count(c1, "connected as"), 0);
     restart_server(4, srv, port);
     wait_distinct("wa", 10, WAIT_MS);
     wait_distinct("wb", 10, WAIT_MS);
@@ -799,7 +780,7 @@ static void s4_receiver_exactly_once(void) {
     type_range(s, "x", 1, 10);
     AWAIT(proc_out_lines(r) >= 10, WAIT_MS, "the receiver to print x-001..x-010 live");
     proxy_cmd(&px, "down");
-    wait_err(r, "client: disconnected", 1);
+    wait_err(r, "disconnected", 1);
     type_range(s, "x", 11, 30); /* missed by the receiver */
     wait_distinct("x", 30, WAIT_MS);
     type_range(s, "x", 31, 50);

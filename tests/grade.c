@@ -61,6 +61,7 @@ static struct {
     char dir[PATH_BUF];
     const char *keys[MAX_KEYS];
     int nkeys;
+    int no_acks; /* the client takes no ack flags: run the lab without them */
     char tmp[256];
 } g;
 
@@ -233,6 +234,8 @@ static pid_t start_lab(const char *file, int student) {
     argv[n++] = step;
     argv[n++] = "--jobs";
     argv[n++] = "2";
+    if (student && g.no_acks)
+        argv[n++] = "--no-acks";
     for (int i = 0; i < g.nkeys; i++) {
         if (known(g.keys[i])) {
             argv[n++] = "--scenario";
@@ -313,12 +316,11 @@ static void first_line(const char *file, char *out, size_t n) {
         fclose(f);
 }
 
-/* The client with the step's flags (the contract) and a port nobody
- * serves: it must keep trying, not stop at once. A step 2 client offered
- * as step 3 refuses --ack-timeout here, within a second, instead of
- * breaking every run of the lab after its deadlines. */
-static int flags_accepted(void) {
-    char client[PATH_BUF + 16], err[300], line[200];
+/* Does the client run with the step's flags (the contract)? It gets a
+ * port nobody serves: it must keep trying, not stop at once. 1 if it
+ * runs; 0 if it stopped, with the first line it printed in why. */
+static int client_runs_with(int ack_flags, char *why, size_t n) {
+    char client[PATH_BUF + 16], err[300];
     const char *argv[] = {client, "--port",
                           "1",    "--timeout",
                           "1000", "--reconnection-delay",
@@ -329,8 +331,8 @@ static int flags_accepted(void) {
     int fds[2];
     snprintf(client, sizeof client, "%s/client", g.dir);
     snprintf(err, sizeof err, "%s/flags", g.tmp);
-    if (g.t->step < 3)
-        argv[9] = NULL; /* no acks before step 3 */
+    if (!ack_flags)
+        argv[9] = NULL;
     if (pipe(fds) != 0)
         return 1; /* not the student's fault: let the lab judge */
     pid_t pid = fork();
@@ -357,15 +359,34 @@ static int flags_accepted(void) {
         waitpid(pid, &st, 0);
     }
     close(fds[1]);
-    first_line(err, line, sizeof line);
+    first_line(err, why, n);
     unlink(err);
-    if (!done || (WIFEXITED(st) && WEXITSTATUS(st) == 0))
+    return !done || (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 1 : 0;
+}
+
+/* A client that refuses the step's flags stops here, within a second,
+ * instead of breaking every run of the lab after its deadlines. One
+ * that takes all but the ack flags is a step without acks (a step 2
+ * offered as step 3): the lab runs it as such, so that the verdict
+ * names the scenario that shows what is missing. */
+static int flags_accepted(void) {
+    char why[200], plain_why[200];
+    int acks = g.t->step >= 3;
+    if (client_runs_with(acks, why, sizeof why))
         return 1;
-    printf("grade: FAIL step %s: the client stopped at once (status %d) with step %d's flags (%s): %s\n",
-           g.t->name, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), g.t->step,
-           g.t->step < 3 ? "--timeout, --reconnection-delay, --reconnection-delay-max"
-                         : "--timeout, --reconnection-delay(-max), --ack-timeout, --retries",
-           line);
+    if (acks && client_runs_with(0, plain_why, sizeof plain_why)) {
+        printf("grade: your client refuses --ack-timeout and --retries (it said: %s)\n"
+               "grade: the lab runs it as a client without acks; the graded tests are not run (they all "
+               "pass those flags)\n",
+               why);
+        g.no_acks = 1;
+        return 1;
+    }
+    printf("grade: FAIL step %s: the client stopped at once with step %d's flags (%s): %s\n", g.t->name,
+           g.t->step,
+           acks ? "--timeout, --reconnection-delay(-max), --ack-timeout, --retries"
+                : "--timeout, --reconnection-delay, --reconnection-delay-max",
+           why);
     return 0;
 }
 
@@ -402,24 +423,36 @@ static int grade(void) {
     const char *targv[] = {bin_path("tests/chattests"), "--graded", g.t->name, NULL};
     setenv("TEST_JOBS", "2", 0);
     unsetenv("TEST_SUMMARY_FILE"); /* graded inside make test: not the suite's own count */
-    pid_t yours = start_lab(out[0], 1), ref = start_lab(out[1], 0), tests = spawn(targv, out[2], 1);
+    pid_t yours = start_lab(out[0], 1), ref = start_lab(out[1], 0);
+    pid_t tests = g.no_acks ? 0 : spawn(targv, out[2], 1);
     int lab_rc = wait_status(yours);
     wait_status(ref);
-    int tests_rc = wait_status(tests);
+    int tests_rc = g.no_acks ? 0 : wait_status(tests);
     if (lab_rc != 0 && lab_rc != 1) {
         printf("the lab (status %d) said:\n", lab_rc);
         print_file(out[0], "    ");
     }
     int lab_bad = report_lab(out[0], out[1], lab_why, sizeof lab_why);
-    int tests_bad = report_tests(out[2], tests_rc, test_why, sizeof test_why);
+    int tests_bad = 1;
+    if (g.no_acks) {
+        printf("tests: not run: the client refuses step %d's flags\n", g.t->step);
+        snprintf(test_why, sizeof test_why, "the client refuses step %d's flags", g.t->step);
+    } else {
+        tests_bad = report_tests(out[2], tests_rc, test_why, sizeof test_why);
+    }
     remove_tmp(files, 3);
     if (lab_bad == 0 && tests_bad == 0) {
         printf("grade: PASS step %s: %s, in all %d scenarios; every graded test passed\n", g.t->name,
                g.t->guarantee, g.nkeys);
         return 0;
     }
-    printf("grade: FAIL step %s: %d scenario(s), %d test(s) failed; first: %s\n", g.t->name, lab_bad,
-           tests_bad, lab_bad ? lab_why : test_why);
+    char tests_said[64];
+    if (g.no_acks)
+        snprintf(tests_said, sizeof tests_said, "tests not run");
+    else
+        snprintf(tests_said, sizeof tests_said, "%d test(s) failed", tests_bad);
+    printf("grade: FAIL step %s: %d scenario(s) failed, %s; first: %s\n", g.t->name, lab_bad, tests_said,
+           lab_bad ? lab_why : test_why);
     return 1;
 }
 

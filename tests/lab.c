@@ -377,7 +377,9 @@ static int print_table(void) {
  * ------------------------------------------------------------------- */
 
 static void usage(void) {
-    fprintf(stderr, "usage: lab [--seed N] [--scenario KEY]... [--step N]... [--jobs N] [--raw]\nscenarios:");
+    fprintf(
+        stderr,
+        "usage: lab [--seed N] [--scenario KEY]... [--step N]... [--jobs N] [--raw] [--no-acks]\nscenarios:");
     for (int i = 0; i < lab_nscenarios; i++) {
         fprintf(stderr, " %s", lab_scenarios[i].key);
     }
@@ -415,6 +417,9 @@ static void parse_options(int argc, char **argv) {
         if (strcmp(argv[i], "--raw") == 0) {
             lab.raw = 1;
             i--; /* a flag: no value to skip */
+        } else if (strcmp(argv[i], "--no-acks") == 0) {
+            lab_no_acks = 1;
+            i--;
         } else if (i + 1 == argc) {
             usage();
         } else if (strcmp(argv[i], "--seed") == 0) {

@@ -63,6 +63,8 @@ struct lab {
     int typed; /* messages m1..m<typed> typed so far */
 };
 
+int lab_no_acks;
+
 const struct lab_step lab_steps[] = {
     {1, "at most once", 0},
     {2, "buffered", 0},
@@ -126,7 +128,7 @@ static void lab_start(struct lab *l, int step) {
     memset(l, 0, sizeof *l);
     l->step = step;
     for (int i = 0; i < lab_nsteps; i++) {
-        l->acks |= lab_steps[i].step == step && lab_steps[i].acks;
+        l->acks |= lab_steps[i].step == step && lab_steps[i].acks && !lab_no_acks;
     }
     snprintf(l->db, sizeof l->db, "%s", tmppath("chat.db"));
     l->server = start_server(l, 0);

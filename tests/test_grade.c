@@ -1,5 +1,5 @@
 /* test_grade.c -- make grade: the reference steps pass, and near misses
- * fail, each naming the scenario (or the flag) that shows why.
+ * fail, each naming the scenario that shows why.
  *
  * Each test runs tests/grade whole, as a student would: it builds the
  * folder, runs two lab columns and the graded tests, two at a time each.
@@ -105,11 +105,23 @@ static void no_retries_fails(void) {
     CHECK(strstr(p->out, "FAIL step3: cut-before: nothing lost") != NULL);
 }
 
-/* the step 2 client refuses step 3's flags, within a second */
+/* the step 2 client refuses step 3's ack flags: the lab runs it without
+ * them, and the verdict names the scenario that loses a message */
 static void step2_as_step3_fails(void) {
     struct proc *p = grade("3", bin_path("step2"));
-    check_verdict(p, 1, "with step 3's flags");
-    CHECK(strstr(verdict(p), "--ack-timeout") != NULL);
+    check_verdict(p, 1, "first: cut: lost 1 (step 3 must lose nothing)");
+    CHECK(strstr(p->out, "your client refuses --ack-timeout and --retries") != NULL);
+}
+
+/* step 3 offered as step 4: a lost ack stores the message twice */
+static void step3_as_step4_fails(void) {
+    check_verdict(grade("4", bin_path("step3")), 1, "first: ack: dup 1 (step 4 must duplicate nothing)");
+}
+
+/* the reference step 4 has one message in flight */
+static void window_fails_step4(void) {
+    struct proc *p = grade("window", bin_path("step4"));
+    check_verdict(p, 1, "first: window: inflight 1 (window must have 2 or more messages in flight)");
 }
 
 /* the reference step 4 keeps its queue in memory: the sender's restart loses it */
@@ -126,7 +138,10 @@ const struct test grade_tests[] = {
     {"grade: the reference step 3 passes step 3", reference_step3_passes},
     {"grade: the reference step 4 passes step 4", reference_step4_passes},
     {"grade: step 3 with its status lines worded otherwise passes step 3", reworded_step3_passes},
-    {"grade: step 2 offered as step 3 fails: its client refuses --ack-timeout", step2_as_step3_fails},
+    {"grade: step 2 offered as step 3 fails, naming the cut scenario (its client takes no ack flags)",
+     step2_as_step3_fails},
+    {"grade: step 3 offered as step 4 fails, naming the ack-lost scenario", step3_as_step4_fails},
+    {"grade: window fails the reference step 4, naming its one message in flight", window_fails_step4},
     {"grade: durable fails the reference step 4, naming the sender scenario", durable_fails_step4},
 };
 const int grade_count = (int)(sizeof grade_tests / sizeof grade_tests[0]);

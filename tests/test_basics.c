@@ -405,6 +405,8 @@ static void catchup_server_restart(int step) {
 }
 
 /* HELLO <offset>: exactly the rows above it, in order, then live ones. */
+/* Each wait is a REQUIRE: once one row is missing the rest are too, and
+ * a server that answers otherwise (graded) should fail in one deadline. */
 static void hello_offset(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     const char *db = tmppath("chat.db");
@@ -417,14 +419,14 @@ static void hello_offset(int step) {
     raw_say(step, p1, "row 5");
     REQUIRE(max_id(db) == 5);
     int p2 = hello(port, 2);
-    CHECK(tcp_wait_line(p2, "CHAT 5 row 5", WAIT_MS));
+    REQUIRE(tcp_wait_line(p2, "CHAT 5 row 5", WAIT_MS));
     int p3 = hello(port, 5);
     int p4 = hello(port, 0);
-    CHECK(tcp_wait_line(p4, "CHAT 5 row 5", WAIT_MS));
+    REQUIRE(tcp_wait_line(p4, "CHAT 5 row 5", WAIT_MS));
     raw_say(step, p1, "row 6");
-    CHECK(tcp_wait_line(p2, "CHAT 6 row 6", WAIT_MS));
-    CHECK(tcp_wait_line(p3, "CHAT 6 row 6", WAIT_MS));
-    CHECK(tcp_wait_line(p4, "CHAT 6 row 6", WAIT_MS));
+    REQUIRE(tcp_wait_line(p2, "CHAT 6 row 6", WAIT_MS));
+    REQUIRE(tcp_wait_line(p3, "CHAT 6 row 6", WAIT_MS));
+    REQUIRE(tcp_wait_line(p4, "CHAT 6 row 6", WAIT_MS));
     CHECK(strcmp(after_welcome(p2), "CHAT 3 row 3\nCHAT 4 row 4\nCHAT 5 row 5\nCHAT 6 row 6\n") == 0);
     CHECK(strcmp(after_welcome(p3), "CHAT 6 row 6\n") == 0);
     check_rows_in("HELLO 0", after_welcome(p4), db, 0, 6, 1);

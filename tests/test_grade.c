@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define ROOT_MAX 4096 /* a path in the test's folder or the tree */
 
 static int grade_status; /* the last grade's exit status */
 
@@ -38,18 +41,24 @@ static void check_verdict(struct proc *p, int status, const char *needle) {
         test_fail(__FILE__, __LINE__, "the verdict has no '%s':\n%s", needle, p->out);
 }
 
+/* A folder of the test's own, tmppath(name), and its Makefile opened for
+ * writing; root is the repository's top (the folder holding step3/). */
+static FILE *new_folder(const char *name, char root[ROOT_MAX]) {
+    char makefile[ROOT_MAX];
+    snprintf(root, ROOT_MAX, "%s", bin_path("step3"));
+    root[strlen(root) - strlen("/step3")] = '\0';
+    REQUIRE(mkdir(tmppath(name), 0755) == 0);
+    snprintf(makefile, sizeof makefile, "%s/Makefile", tmppath(name));
+    FILE *f = fopen(makefile, "w");
+    REQUIRE(f != NULL);
+    return f;
+}
+
 /* A folder whose make links step3/server and writes a client script
  * that runs step3/client with extra arguments after the grader's. */
 static const char *near_miss(const char *client_args) {
-    const char *dir = tmppath("nearmiss");
-    char mk[256], *root = malloc(4096);
-    REQUIRE(root != NULL);
-    snprintf(root, 4096, "%s", bin_path("step3"));
-    root[strlen(root) - strlen("/step3")] = '\0';
-    snprintf(mk, sizeof mk, "mkdir -p %s", dir);
-    REQUIRE(system(mk) == 0);
-    FILE *f = fopen(tmppath("nearmiss/Makefile"), "w");
-    REQUIRE(f != NULL);
+    char root[ROOT_MAX];
+    FILE *f = new_folder("nearmiss", root);
     fprintf(f,
             "all:\n"
             "\tln -sf %s/step3/server server\n"
@@ -57,21 +66,14 @@ static const char *near_miss(const char *client_args) {
             "\tchmod +x client\n",
             root, root, client_args);
     fclose(f);
-    free(root);
-    return dir;
+    return tmppath("nearmiss");
 }
 
 /* step3's sources with every status line worded otherwise, built with
  * step3's Makefile: what a student's own step 3 prints */
 static const char *reworded_step3(void) {
-    const char *dir = tmppath("reworded");
-    char cmd[512], root[4096];
-    snprintf(root, sizeof root, "%s", bin_path("step3"));
-    root[strlen(root) - strlen("/step3")] = '\0';
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-    REQUIRE(system(cmd) == 0);
-    FILE *f = fopen(tmppath("reworded/Makefile"), "w");
-    REQUIRE(f != NULL);
+    char root[ROOT_MAX];
+    FILE *f = new_folder("reworded", root);
     fprintf(f,
             "WORDS = -e 's/will send again/trying once more/' -e 's/message buffered/queued offline/'"
             " -e 's/reconnecting in/next attempt in/' -e 's/ping timeout/heartbeat lost/'"
@@ -82,7 +84,7 @@ static const char *reworded_step3(void) {
             "\t$(MAKE) -f %s/step3/Makefile ROOT=%s server client\n",
             root, root, root, root);
     fclose(f);
-    return dir;
+    return tmppath("reworded");
 }
 
 static void reference_step3_passes(void) {

@@ -92,7 +92,8 @@ check-asan:
 	  cat "$$d/build.log"; echo "check-asan: the build failed (kept $$d)"; exit 1; \
 	fi; \
 	t0=$$(date +%s); \
-	env $(SAN_ENV) $(MAKE) -s -C "$$d" test >"$$d/test.log" 2>&1 || st=1; \
+	env $(SAN_ENV) $(MAKE) -s -C "$$d" CC=$(CHECK_CLANG) EXTRA_CFLAGS="$(SAN_CFLAGS)" EXTRA_LDFLAGS="$(SAN_LDFLAGS)" \
+	    test >"$$d/test.log" 2>&1 || st=1; \
 	grep -v '^PASS ' "$$d/test.log" | grep -v '^make' | tail -n 200; \
 	echo "check-asan: make test took $$(( $$(date +%s) - t0 )) s"; \
 	t0=$$(date +%s); \

@@ -1253,7 +1253,7 @@ static void usage(const char *argv0) {
            "       %s --list         list the test names, one a line\n"
            "       %s --graded STEP  run the tests make grade runs for STEP (1-4, durable, window)\n"
            "environment:\n"
-           "  TEST_TIMEOUT=S    a test's time limit in seconds (default 30)\n"
+           "  TEST_TIMEOUT=S    a test's time limit in seconds (default 90, as in make test)\n"
            "  TEST_JOBS=N       tests run at a time (default 4)\n"
            "  CHAT_STEP_DIR=D   run D/server and D/client instead of stepN/server and stepN/client\n"
            "  CHAT_STEP=N       with CHAT_STEP_DIR: only for step N (default: every step)\n",
@@ -1283,7 +1283,7 @@ int run_tests(int argc, char **argv, const struct test *tests, int n) {
     int running = 0, passed = 0, failed = 0;
 
     set_root(argv[0]);
-    limit_ms = env_num("TEST_TIMEOUT", 30, 1000);
+    limit_ms = env_num("TEST_TIMEOUT", 90, 1000);
     struct slot *slots = calloc((size_t)jobs, sizeof *slots);
     if (!slots)
         return 2;

@@ -170,7 +170,7 @@ struct test {
 };
 /* argv: names (a test runs if its name contains one; none: all), or
  * --list (print the names), or --help (usage, with the env vars).
- * env: TEST_TIMEOUT (seconds, default 30), TEST_JOBS (default 4),
+ * env: TEST_TIMEOUT (seconds, default 90, as make test sets it), TEST_JOBS (default 4),
  * TEST_SUMMARY_FILE (append "<P> <F>\n"), TEST_KEEP=0 (remove a failed
  * test's directory too; kept by default), CHAT_STEP_DIR and CHAT_STEP
  * (see bin_path).  Returns the exit status. */

@@ -12,6 +12,9 @@
 #endif
 #include "harness.h"
 
+#include "limits.h"
+#include "store.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -89,7 +92,7 @@ static size_t cap_for(size_t n) {
     return c;
 }
 
-static void buf_append(char **buf, size_t *len, const char *data, size_t n) {
+static void text_append(char **buf, size_t *len, const char *data, size_t n) {
     if (!*buf || cap_for(*len + 1) < *len + n + 1) {
         char *nb = realloc(*buf, cap_for(*len + n + 1));
         if (!nb) {
@@ -110,7 +113,7 @@ static int read_available(int fd, char **buf, size_t *len) {
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof chunk);
         if (r > 0) {
-            buf_append(buf, len, chunk, (size_t)r);
+            text_append(buf, len, chunk, (size_t)r);
             continue;
         }
         if (r < 0 && errno == EINTR)
@@ -201,6 +204,13 @@ _Noreturn void test_abort(void) {
         test_fail(__FILE__, __LINE__, __VA_ARGS__);                                                          \
         test_abort();                                                                                        \
     } while (0)
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p)
+        FATAL("out of memory (%zu bytes)", n);
+    return p;
+}
 
 /* ---- spawned programs ---- */
 
@@ -792,7 +802,7 @@ void tcp_adopt(int fd) {
     struct tcp_state *t = &tcp_tab[fd];
     memset(t, 0, sizeof *t);
     t->used = 1;
-    buf_append(&t->buf, &t->len, "", 0);
+    text_append(&t->buf, &t->len, "", 0);
 }
 
 void tcp_send(int fd, const void *buf, size_t len) {
@@ -823,7 +833,7 @@ static void tcp_fill(int fd, struct tcp_state *t) {
         r = read(fd, chunk, sizeof chunk);
     while (r < 0 && errno == EINTR);
     if (r > 0)
-        buf_append(&t->buf, &t->len, chunk, (size_t)r);
+        text_append(&t->buf, &t->len, chunk, (size_t)r);
     else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
         t->eof = 1;
 }
@@ -936,6 +946,60 @@ void db_unlock(void *lock) {
         return;
     sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(lock);
+}
+
+void db_exec(const char *db, const char *sql) {
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
+    if (!h)
+        FATAL("db_exec(%s): cannot open", db);
+    if (sqlite3_exec(h, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        test_fail(__FILE__, __LINE__, "db_exec(%s): \"%.60s\": %s", db, sql, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        test_abort();
+    }
+    sqlite3_close(h);
+}
+
+/* The rows go in through a second connection, in one transaction:
+ * store_insert() commits each row alone, and a million commits would
+ * take minutes. */
+static void db_fill(sqlite3 *h, long n, int offsets, db_text_fn text_of) {
+    sqlite3_stmt *st = NULL;
+    char text[MAX_LINE + 1], offset[32];
+    if (sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1, &st, NULL) !=
+            SQLITE_OK)
+        FATAL("db_make: %s", sqlite3_errmsg(h));
+    for (long i = 1; i <= n; i++) {
+        text_of(i, text, sizeof text);
+        snprintf(offset, sizeof offset, "pre-%ld", i);
+        if (offsets)
+            sqlite3_bind_text(st, 1, offset, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 1);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            FATAL("db_make: row %ld: %s", i, sqlite3_errmsg(h));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        FATAL("db_make: COMMIT: %s", sqlite3_errmsg(h));
+}
+
+void db_make(const char *db, long n, int offsets, db_text_fn text_of) {
+    char err[256];
+    struct store *s = store_open(db, err, sizeof err);
+    if (!s)
+        FATAL("store_open(%s): %s", db, err);
+    store_close(s);
+    if (n == 0)
+        return;
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
+    if (!h)
+        FATAL("db_make(%s): cannot open", db);
+    db_fill(h, n, offsets, text_of);
+    sqlite3_close(h);
 }
 
 /* ---- end of a test (in its child) ---- */
@@ -1156,7 +1220,7 @@ static void slot_start(struct slot *s, const struct test *t) {
     s->fd = fds[0];
     s->buf = NULL;
     s->len = 0;
-    buf_append(&s->buf, &s->len, "", 0);
+    text_append(&s->buf, &s->len, "", 0);
     s->start = now_ms();
     s->killed = 0;
 }

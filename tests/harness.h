@@ -61,6 +61,8 @@ int test_failures(void); /* failures recorded so far */
  * shorter than the limit fails on a loaded machine or a sanitizer build
  * although nothing is wrong, and the limit still ends a real hang. */
 int test_ms_left(void);
+/* malloc(), or the test ends as failed */
+void *xmalloc(size_t n);
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -157,6 +159,18 @@ long long db_scalar(const char *db, const char *sql); /* first column of first r
 /* BEGIN EXCLUSIVE in a separate connection of this process; failure ends the test */
 void *db_lock(const char *db);
 void db_unlock(void *lock);
+
+/* ---- test databases (failure ends the test) ---- */
+
+/* The text of row i (from 1) of a test database, into buf. */
+typedef void (*db_text_fn)(long i, char *buf, size_t cap);
+/* A database as the server makes it: created by store_open() (common/
+ * store.h, so the schema is the product's), then rows 1..n added in one
+ * transaction, their texts from text_of. With offsets, row i has the
+ * client offset "pre-<i>", as step 4 stores rows; else none (NULL). */
+void db_make(const char *db, long n, int offsets, db_text_fn text_of);
+/* Run SQL (any number of statements) on db, read-write. */
+void db_exec(const char *db, const char *sql);
 
 /* ---- runner ---- */
 

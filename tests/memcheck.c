@@ -117,12 +117,8 @@ static int connected(struct proc *p) {
  * Raw peers
  * ------------------------------------------------------------------- */
 
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 static void expect_line(int fd, const char *send, const char *needle) {
-    send_str(fd, send);
+    tcp_send_str(fd, send);
     if (!tcp_wait_line(fd, needle, VG_MS)) {
         test_fail(__FILE__, __LINE__, "sent \"%.40s\": no line with \"%s\"", send, needle);
     }
@@ -184,7 +180,7 @@ static void bad_peers(int step, int port) {
     tcp_close(fd);
 
     fd = tcp_connect(port); /* a partial line, then gone */
-    send_str(fd, "HELLO 0\nMSG 1 partial");
+    tcp_send_str(fd, "HELLO 0\nMSG 1 partial");
     tcp_close(fd);
 }
 

@@ -41,12 +41,6 @@ static long next_n = 100000;
  * Small helpers
  * ------------------------------------------------------------------- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    REQUIRE(p != NULL);
-    return p;
-}
-
 static const char *server_bin(int step) {
     char rel[32];
     snprintf(rel, sizeof rel, "step%d/server", step);
@@ -72,16 +66,12 @@ static char *msg_line(int step, long n, const char *text) {
     return s;
 }
 
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 /* A raw peer that said HELLO <offset> and got its WELCOME. */
 static int hello(int port, long long offset) {
     char line[64];
     int fd = tcp_connect(port);
     snprintf(line, sizeof line, "HELLO %lld\n", offset);
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     REQUIRE(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
     return fd;
 }
@@ -92,7 +82,7 @@ static int hello(int port, long long offset) {
 static void raw_say(int step, int fd, const char *text) {
     long n = ++next_n;
     char *line = msg_line(step, n, text), ack[32];
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     free(line);
     if (step >= 3) {
         snprintf(ack, sizeof ack, "ACK %ld", n);
@@ -212,36 +202,11 @@ static const char *after_welcome(int fd) {
     return nl ? nl + 1 : "";
 }
 
-/* The table as store.c creates it, filled with n rows in one transaction. */
-static void make_db(const char *db, int step, int n, int text_len) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *text = xmalloc((size_t)text_len + 1), offset[32];
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1, &st,
-                               NULL) == SQLITE_OK);
-    for (int i = 1; i <= n; i++) {
-        int k = snprintf(text, (size_t)text_len + 1, "row %d ", i);
-        memset(text + k, 'r', (size_t)(text_len - k));
-        text[text_len] = '\0';
-        snprintf(offset, sizeof offset, "pre-%d", i);
-        if (step == 4) {
-            sqlite3_bind_text(st, 1, offset, -1, SQLITE_STATIC);
-        } else {
-            sqlite3_bind_null(st, 1);
-        }
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
-    free(text);
+/* Row i of a long history: "row <i> rrr...", 250 bytes. */
+static void row_250(long i, char *buf, size_t cap) {
+    int k = snprintf(buf, cap, "row %ld ", i);
+    memset(buf + k, 'r', 250 - (size_t)k);
+    buf[250] = '\0';
 }
 
 /* ---------------------------------------------------------------------
@@ -437,11 +402,11 @@ static void hello_offset(int step) {
  * the server serves others meanwhile. */
 static void replay_streams(int step) {
     const char *db = tmppath("chat.db");
-    make_db(db, step, 20000, 250);
+    db_make(db, 20000, step == 4, row_250);
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     int p1 = tcp_connect(port);
-    send_str(p1, "HELLO 0\n");
+    tcp_send_str(p1, "HELLO 0\n");
     REQUIRE(tcp_wait_line(p1, "WELCOME ", WAIT_MS)); /* reads one chunk, then nothing for a while */
     int p2 = hello(port, 20000);
     raw_say(step, p2, "live during replay");
@@ -488,7 +453,7 @@ static void overlong_newline_later(int step) {
     memcpy(big, "MSG ", 4);
     big[n - 1] = '\n';
     tcp_send(fd, big, n);
-    send_str(fd, after);
+    tcp_send_str(fd, after);
     CHECK(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     CHECK(tcp_wait_closed(fd, WAIT_MS));
     CHECK_EQ_INT(db_count(db, "content LIKE '%after the long line%'"), 0);
@@ -505,14 +470,8 @@ static void overlong_newline_later(int step) {
  * must refuse it (it is also longer than MAX_TEXT), and go on serving. */
 static void line_at_limit(int step) {
     const char *db = tmppath("chat.db");
-    sqlite3 *h = NULL;
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT);"
-                         " INSERT INTO messages VALUES (1000000, NULL, 'the millionth');",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
+    db_make(db, 0, 0, NULL);
+    db_exec(db, "INSERT INTO messages VALUES (1000000, NULL, 'the millionth')");
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
@@ -525,7 +484,7 @@ static void line_at_limit(int step) {
     line[MAX_LINE - 1] = '\n';
     line[MAX_LINE] = '\0';
     REQUIRE(tl > MAX_TEXT);
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     CHECK(tcp_wait_line(fd, step <= 2 ? "ERR message too long" : "REJECT 1 message too long", WAIT_MS));
     char where[64];
     snprintf(where, sizeof where, "length(content) > %d", MAX_TEXT);
@@ -572,13 +531,13 @@ static void unknown_verb(int step) {
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
     int fd = tcp_connect(port);
-    send_str(fd, "NOPE 1 2 3\n");
+    tcp_send_str(fd, "NOPE 1 2 3\n");
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
-    send_str(fd, "hello 0\n"); /* verbs are case-sensitive */
+    tcp_send_str(fd, "hello 0\n"); /* verbs are case-sensitive */
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
-    send_str(fd, "HELLO 0\n");
+    tcp_send_str(fd, "HELLO 0\n");
     CHECK(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
-    send_str(fd, "CHAT 1 not from a client\n");
+    tcp_send_str(fd, "CHAT 1 not from a client\n");
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
     CHECK_EQ_INT(max_id(db), snap.max_id);
     raw_say(step, fd, "still open after unknown verbs");
@@ -595,9 +554,9 @@ static void chat_before_hello(int step) {
     struct snapshot snap = seed(step, port, db);
     int fd = tcp_connect(port);
     char *line = msg_line(step, ++next_n, "too early");
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     CHECK(tcp_wait_line(fd, "ERR", WAIT_MS));
-    send_str(fd, "HELLO 0\n");
+    tcp_send_str(fd, "HELLO 0\n");
     CHECK(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
     CHECK_EQ_INT(db_count(db, "content LIKE '%too early%'"), 0);
     free(line);
@@ -625,12 +584,12 @@ static void bad_offsets(int step) {
     struct snapshot snap = seed(step, port, db);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int fd = tcp_connect(port);
-        send_str(fd, bad[i]);
+        tcp_send_str(fd, bad[i]);
         if (!tcp_wait_line(fd, "ERR", WAIT_MS)) {
             test_fail(__FILE__, __LINE__, "no ERR for %.*s", (int)strlen(bad[i]) - 1, bad[i]);
         }
         CHECK(strstr(tcp_log(fd), "WELCOME") == NULL);
-        send_str(fd, "HELLO 0\n"); /* the connection stays open */
+        tcp_send_str(fd, "HELLO 0\n"); /* the connection stays open */
         if (!tcp_wait_line(fd, "WELCOME ", WAIT_MS)) {
             test_fail(__FILE__, __LINE__, "no WELCOME after %.*s", (int)strlen(bad[i]) - 1, bad[i]);
         }
@@ -973,7 +932,7 @@ static void socket_ids(int step) {
     CHECK(strcmp(ida, idb) != 0);
     CHECK_EQ_INT(proc_err_count(s, ida), 1); /* "server: <id> connected" */
     CHECK_EQ_INT(proc_err_count(s, idb), 1);
-    send_str(a, "HELLO 0\n"); /* once is enough */
+    tcp_send_str(a, "HELLO 0\n"); /* once is enough */
     CHECK(tcp_wait_line(a, "ERR HELLO already received", WAIT_MS));
 }
 

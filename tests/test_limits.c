@@ -39,16 +39,6 @@
  * Helpers
  * ------------------------------------------------------------------- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    REQUIRE(p != NULL);
-    return p;
-}
-
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 static int connected(struct proc *p) {
     return proc_err_count(p, "connected as");
 }
@@ -72,30 +62,6 @@ static long count_lines(struct proc *p, struct line_counter *lc) {
         lc->pos = (size_t)(nl - p->out) + 1;
     }
     return lc->lines;
-}
-
-/* The table as store.c creates it, with rows 1..n whose text is made by
- * text_of(i), inserted in one transaction. */
-static void make_db(const char *db, long n, void (*text_of)(long i, char *buf, size_t cap)) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char text[1024];
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "PRAGMA journal_mode=WAL;"
-                         " CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (content) VALUES (?)", -1, &st, NULL) == SQLITE_OK);
-    for (long i = 1; i <= n; i++) {
-        text_of(i, text, sizeof text);
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
 }
 
 /* Checks that out is exactly one "<id> <text>" line per stored row with
@@ -245,7 +211,7 @@ static void out_of_fds(int step) {
     int n = 0, refused = -1;
     while (refused == -1) {
         int fd = tcp_connect(port);
-        send_str(fd, "HELLO 0\n");
+        tcp_send_str(fd, "HELLO 0\n");
         if (tcp_wait_line(fd, " ", WAIT_MS) && strncmp(tcp_log(fd), "WELCOME ", 8) == 0) {
             REQUIRE(n < NOFILE);
             fds[n++] = fd;
@@ -382,7 +348,7 @@ static void million_text(long i, char *buf, size_t cap) {
 static void million_behind(void) {
     const char *db = tmppath("chat.db");
     long long t0 = now_ms();
-    make_db(db, MILLION, million_text);
+    db_make(db, MILLION, 0, million_text);
     long long t1 = now_ms();
     struct proc *s = server_start(4, db, NULL);
     int port = proc_port(s);
@@ -520,7 +486,7 @@ static void row_400(long i, char *buf, size_t cap) {
  * being given CLOSE_LINGER_MS to close). */
 static void replay_cut_by_error(int step) {
     const char *db = tmppath("chat.db");
-    make_db(db, 200, row_400); /* 80 kB: several REPLAY_FILLs */
+    db_make(db, 200, 0, row_400); /* 80 kB: several REPLAY_FILLs */
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     int fd = tcp_connect(port);

@@ -28,30 +28,12 @@ static int connected(struct proc *c) {
     return proc_err_count(c, "connected as");
 }
 
-/* n rows of text_len bytes each, in one transaction, as store.c makes
- * the table (the server opens the file afterwards). */
-static void fill_db(const char *db, int n, int text_len) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *text = malloc((size_t)text_len + 1);
-    REQUIRE(text != NULL);
-    memset(text, 'r', (size_t)text_len);
-    text[text_len] = '\0';
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (content) VALUES (?)", -1, &st, NULL) == SQLITE_OK);
-    for (int i = 0; i < n; i++) {
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
-    free(text);
+/* A row of 1000 bytes. */
+static void row_1000(long i, char *buf, size_t cap) {
+    (void)i;
+    (void)cap;
+    memset(buf, 'r', 1000);
+    buf[1000] = '\0';
 }
 
 /* A raw peer whose receive buffer is small: the server's output to it
@@ -273,7 +255,7 @@ FOR_ALL(unread_log)
 static void stop_sends_queued_acks(int step) {
     const char *db = tmppath("chat.db");
     enum { ROWS = 16000, MSGS = 100 }; /* 16 MB: more than any socket buffer here */
-    fill_db(db, ROWS, 1000);
+    db_make(db, ROWS, 0, row_1000);
     struct proc *s = server_start(step, db, NULL);
     int fd = small_window_connect(proc_port(s));
     tcp_send_str(fd, "HELLO 0\n");

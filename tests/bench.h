@@ -69,7 +69,6 @@ int prog_poll(struct prog *p, int timeout_ms); /* 1 once it finished */
 int prog_wait(struct prog *p, int timeout_ms); /* 0 when it finished in time */
 void prog_stop(struct prog *p, int sig, int timeout_ms);
 const char *status_text(int st, char *out, size_t n);
-const char *step_bin(int step, const char *name); /* stepN/server, stepN/client */
 int open_file(const char *path, int flags); /* close-on-exec; die() on failure */
 int file_count(const char *path, const char *needle); /* lines that contain needle */
 void fd_flags(int fd, int nonblock);

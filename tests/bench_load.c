@@ -7,6 +7,7 @@
 #include "bench.h"
 
 #include "buf.h"
+#include "harness.h" /* step_bin() */
 #include "line.h"
 #include "net.h"
 #include "store.h"

@@ -2,7 +2,7 @@
  * reports its peak memory and CPU time, and the server of a run. */
 #include "bench.h"
 
-#include "harness.h" /* bin_path() */
+#include "harness.h" /* step_bin() */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -263,13 +263,6 @@ int file_count(const char *path, const char *needle) {
     }
     fclose(f);
     return n;
-}
-
-/* <root>/stepN/name, the root found as the tests find it (bin_path()). */
-const char *step_bin(int step, const char *name) {
-    char rel[64];
-    snprintf(rel, sizeof rel, "step%d/%s", step, name);
-    return bin_path(rel);
 }
 
 void bench_server_start(struct server *s, int step, const char *name) {

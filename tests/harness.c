@@ -684,14 +684,19 @@ static void release_ports(void) {
  * itself, while the proxy retries the dead server): the restart could not
  * bind. A port taken by another test is retried with another number; a
  * fixed port (a restart) is retried as it is, within the deadline. */
+const char *step_bin(int step, const char *prog) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "step%d/%s", step, prog);
+    return bin_path(rel);
+}
+
 struct proc *server_start(int step, const char *db, const char *const extra[]) {
-    char rel[32], name[32], port[16];
+    char name[32], port[16];
     int fixed = fixed_port(extra);
-    snprintf(rel, sizeof rel, "step%d/server", step);
     snprintf(name, sizeof name, "server%d", ++n_servers);
     if (!db)
         db = tmppath("chat.db");
-    const char *args[] = {bin_path(rel), "--port", port, "--db", db};
+    const char *args[] = {step_bin(step, "server"), "--port", port, "--db", db};
     long long end = now_ms() + 5000;
     for (;;) {
         int pick = fixed ? fixed : 20000 + (int)(random_u32() % 10000);
@@ -712,13 +717,54 @@ struct proc *server_start(int step, const char *db, const char *const extra[]) {
 }
 
 struct proc *client_start(int step, int port, const char *const extra[]) {
-    char rel[32], name[32], port_s[16];
-    snprintf(rel, sizeof rel, "step%d/client", step);
+    char name[32], port_s[16];
     snprintf(name, sizeof name, "client%d", ++n_clients);
     snprintf(port_s, sizeof port_s, "%d", port);
-    const char *fixed[] = {
-        bin_path(rel), "--port", port_s, "--reconnection-delay", "50", "--reconnection-delay-max", "200"};
+    const char *fixed[] = {step_bin(step, "client"),   "--port", port_s, "--reconnection-delay", "50",
+                           "--reconnection-delay-max", "200"};
     return start_with_extra(name, fixed, 7, extra);
+}
+
+struct proc *server_start_sh(int step, const char *script, const char *db) {
+    const char *argv[] = {"/bin/sh", "-c", script, step_bin(step, "server"),
+                          "--port",  "0",  "--db", db ? db : tmppath("chat.db"),
+                          NULL};
+    return proc_start("server", argv);
+}
+
+int proc_connected(struct proc *c) {
+    return proc_err_count(c, "connected as");
+}
+
+long proc_count_lines(struct proc *p, struct line_counter *lc) {
+    const char *nl;
+    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
+        lc->lines++;
+        lc->pos = (size_t)(nl - p->out) + 1;
+    }
+    return lc->lines;
+}
+
+long chat_until_cut(struct proc *s, struct proc *send, struct proc *recv, struct line_counter *sc,
+                    struct line_counter *rc, const char *tag, long sent) {
+    enum { TEXT_LEN = CUT_TEXT_LEN, WINDOW = 16, MAX_MSGS = 6000 };
+    char text[TEXT_LEN + 1];
+    long long end = now_ms() + 25000;
+    while (proc_err_count(s, "output buffer full") == 0) {
+        if (sent >= MAX_MSGS || now_ms() > end)
+            FATAL("no \"output buffer full\" after %ld messages of %d bytes", sent, TEXT_LEN);
+        long r = proc_count_lines(recv, rc), w = proc_count_lines(send, sc);
+        if (sent - (r < w ? r : w) < WINDOW) {
+            int k = snprintf(text, sizeof text, "%s %06ld ", tag, sent + 1);
+            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
+            text[TEXT_LEN] = '\0';
+            proc_write(send, "%s\n", text);
+            sent++;
+        } else {
+            pump(20);
+        }
+    }
+    return sent;
 }
 
 /* ---- raw TCP peer ---- */

@@ -123,6 +123,31 @@ struct proc *client_start(int step, int port, const char *const extra[]);
  * with $CHAT_STEP=<n>, for that step only: how make grade runs the tests
  * and the lab against a student's own step. */
 const char *bin_path(const char *rel);
+const char *step_bin(int step, const char *prog); /* bin_path("step<step>/<prog>") */
+/* stepN/server --port 0 --db <db> (NULL: tmppath("chat.db")), started
+ * by /bin/sh -c script: the script sets the scene (ulimit, trap, a
+ * redirection) and ends in exec "$0" "$@". Returns at once. */
+struct proc *server_start_sh(int step, const char *script, const char *db);
+/* Lines with "connected as" on a client's stderr: its connections so far. */
+int proc_connected(struct proc *c);
+
+/* Complete lines in a growing stdout, counted from where the last call
+ * stopped: megabytes of output are not rescanned at every wait. */
+struct line_counter {
+    size_t pos;
+    long lines;
+};
+long proc_count_lines(struct proc *p, struct line_counter *lc);
+
+/* Drive the server s to cut a reader off: type messages of CUT_TEXT_LEN
+ * bytes ("<tag> <n> xxx...") into the client send, at most 16 ahead of
+ * what send and recv have printed (counted with sc and rc), until s logs
+ * "output buffer full". sent: messages sent before; returns the total.
+ * The test ends as failed if the cut has not come after 6000 messages or
+ * 25 s. */
+#define CUT_TEXT_LEN 3000
+long chat_until_cut(struct proc *s, struct proc *send, struct proc *recv, struct line_counter *sc,
+                    struct line_counter *rc, const char *tag, long sent);
 
 /* ---- raw TCP peer ---- */
 

@@ -109,10 +109,6 @@ static void check_exit(struct proc *p, int expect) {
               expect, code == VG_EXIT ? " (valgrind found errors or leaks)" : "", path, text);
 }
 
-static int connected(struct proc *p) {
-    return proc_err_count(p, "connected as");
-}
-
 /* ---------------------------------------------------------------------
  * Raw peers
  * ------------------------------------------------------------------- */
@@ -196,7 +192,7 @@ static void session(int step) {
     snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *a = vg_client(step, port, "client-a");
     struct proc *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, VG_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, VG_MS);
 
     proc_write(a, "hello from a\n");
     WAIT_UNTIL(proc_out_lines(a) == 1 && proc_out_lines(b) == 1, VG_MS);
@@ -217,7 +213,7 @@ static void session(int step) {
     WAIT_UNTIL(proc_err_count(a, "disconnected") >= 1 && proc_err_count(b, "disconnected") >= 1, VG_MS);
     proc_write(a, "typed while down\n"); /* steps 2-4 keep it for later */
     struct proc *s2 = vg_server(step, db, port_s);
-    WAIT_UNTIL(connected(a) == 2 && connected(b) == 2, VG_MS);
+    WAIT_UNTIL(proc_connected(a) == 2 && proc_connected(b) == 2, VG_MS);
     if (step >= 2) {
         WAIT_UNTIL(proc_out_count(b, " typed while down\n") == 1, VG_MS);
     }

@@ -41,16 +41,6 @@ static long next_n = 100000;
  * Small helpers
  * ------------------------------------------------------------------- */
 
-static const char *server_bin(int step) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    return bin_path(rel);
-}
-
-static int connected(struct proc *c) {
-    return proc_err_count(c, "connected as");
-}
-
 /* A MSG line (newline included) in the grammar of that step; malloc'd.
  * n is the ack id (step 3+) and names the client offset (step 4). */
 static char *msg_line(int step, long n, const char *text) {
@@ -90,22 +80,6 @@ static void raw_say(int step, int fd, const char *text) {
     } else {
         REQUIRE(tcp_wait_line(fd, text, WAIT_MS));
     }
-}
-
-/* The number of complete lines in a growing stdout, counted from where
- * the last call stopped (the slow-reader test has megabytes of it). */
-struct line_counter {
-    size_t pos;
-    long lines;
-};
-
-static long count_lines(struct proc *p, struct line_counter *lc) {
-    const char *nl;
-    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
-        lc->lines++;
-        lc->pos = (size_t)(nl - p->out) + 1;
-    }
-    return lc->lines;
 }
 
 /* ---------------------------------------------------------------------
@@ -251,7 +225,7 @@ static void check_still_serves(int step, int port, const char *db, const struct 
     }
     long long rows = db_count(db, "1");
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) >= 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) >= 1, WAIT_MS);
     WAIT_UNTIL(proc_out_lines(c) >= rows, WAIT_MS);
     snprintf(text, sizeof text, "still served %ld", ++next_n);
     proc_write(c, "%s\n", text);
@@ -278,7 +252,7 @@ static void chat_basics(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL), *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, WAIT_MS);
     proc_write(a, "hello from a\n");
     WAIT_UNTIL(proc_out_lines(a) == 1 && proc_out_lines(b) == 1, WAIT_MS);
     proc_write(b, "hi from b, with spaces  and a tab\there\n");
@@ -317,7 +291,7 @@ static void catchup_client_restart(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1, WAIT_MS);
     int raw = hello(port, 0);
     raw_say(step, raw, "before 1");
     WAIT_UNTIL(proc_out_lines(a) == 1, WAIT_MS);
@@ -326,7 +300,7 @@ static void catchup_client_restart(int step) {
     raw_say(step, raw, "away 2");
     raw_say(step, raw, "away 3");
     struct proc *a2 = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a2) == 1 && proc_out_lines(a2) == 3, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a2) == 1 && proc_out_lines(a2) == 3, WAIT_MS);
     raw_say(step, raw, "live 4");
     WAIT_UNTIL(proc_out_lines(a2) == 4, WAIT_MS);
     CHECK(strcmp(a->out, "1 before 1\n") == 0);
@@ -343,7 +317,7 @@ static void catchup_server_restart(int step) {
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *a = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1, WAIT_MS);
     int raw = hello(port, 0);
     raw_say(step, raw, "m1");
     WAIT_UNTIL(proc_out_lines(a) == 1, WAIT_MS);
@@ -362,7 +336,7 @@ static void catchup_server_restart(int step) {
     const char *same_port[] = {"--port", port_s, NULL};
     struct proc *s3 = server_start(step, db, same_port);
     REQUIRE(proc_port(s3) == port);
-    WAIT_UNTIL(connected(a) == 2 && proc_out_lines(a) == 3, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 2 && proc_out_lines(a) == 3, WAIT_MS);
     int raw3 = hello(port, 3);
     raw_say(step, raw3, "m4");
     WAIT_UNTIL(proc_out_lines(a) == 4, WAIT_MS);
@@ -611,7 +585,7 @@ static void silent_peer(int step) {
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1 && proc_out_lines(c) == 2, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1 && proc_out_lines(c) == 2, WAIT_MS);
     long long t0 = now_ms();
     int fd = tcp_connect(port);
     CHECK(tcp_wait_line(fd, "PING", 2000));
@@ -632,35 +606,15 @@ static void silent_peer(int step) {
  * drops it once MAX_OUTPUT is queued for it; the others get everything;
  * a fresh HELLO 0 catches up on every row (nothing lost). */
 static void slow_reader(int step) {
-    enum { TEXT_LEN = 3000, WINDOW = 16, MAX_MSGS = 6000 };
     struct proc *s = server_start(step, NULL, NULL);
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *recv = client_start(step, port, NULL), *send = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(recv) == 1 && connected(send) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(recv) == 1 && proc_connected(send) == 1, WAIT_MS);
     int slow = hello(port, 0);
     struct line_counter rc = {0, 0}, sc = {0, 0};
-    char *text = xmalloc(TEXT_LEN + 1);
-    long sent = 0;
-    long long end = now_ms() + 25000;
-    while (proc_err_count(s, "output buffer full") == 0) {
-        if (sent >= MAX_MSGS || now_ms() > end) {
-            test_fail(__FILE__, __LINE__, "slow peer not dropped after %ld messages of %d bytes", sent,
-                      TEXT_LEN);
-            test_abort();
-        }
-        long r = count_lines(recv, &rc), w = count_lines(send, &sc);
-        if (sent - (r < w ? r : w) < WINDOW) {
-            int k = snprintf(text, TEXT_LEN + 1, "slow %06ld ", sent + 1);
-            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
-            text[TEXT_LEN] = '\0';
-            proc_write(send, "%s\n", text);
-            sent++;
-        } else {
-            pump(20);
-        }
-    }
-    WAIT_UNTIL(count_lines(recv, &rc) >= sent && count_lines(send, &sc) >= sent, 10000);
+    long sent = chat_until_cut(s, send, recv, &sc, &rc, "slow", 0);
+    WAIT_UNTIL(proc_count_lines(recv, &rc) >= sent && proc_count_lines(send, &sc) >= sent, 10000);
     WAIT_UNTIL(db_count(db, "1") >= sent, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "1"), sent);
     CHECK_EQ_INT(max_id(db), sent);
@@ -675,8 +629,7 @@ static void slow_reader(int step) {
     snprintf(needle, sizeof needle, "CHAT %ld ", sent);
     CHECK(tcp_wait_line(fresh, needle, 10000));
     check_rows_in("a fresh HELLO 0", after_welcome(fresh), db, 0, sent, 1);
-    fprintf(stderr, "note: slow peer dropped after %ld messages of %d bytes\n", sent, TEXT_LEN);
-    free(text);
+    fprintf(stderr, "note: slow peer dropped after %ld messages of %d bytes\n", sent, CUT_TEXT_LEN);
 }
 
 /* The server freezes (SIGSTOP) without closing: the client notices by
@@ -687,7 +640,7 @@ static void server_frozen(int step) {
     int port = proc_port(s);
     const char *cx[] = {"--timeout", "300", NULL};
     struct proc *c = client_start(step, port, cx);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "before the freeze\n");
     WAIT_UNTIL(proc_out_lines(c) == 1, WAIT_MS);
     proc_signal(s, SIGSTOP);
@@ -697,9 +650,9 @@ static void server_frozen(int step) {
     CHECK_EQ_INT(proc_err_count(c, "disconnected (ping timeout)"), 1);
     /* it keeps trying: a second attempt (the handshake gets no WELCOME) */
     WAIT_UNTIL(proc_err_count(c, "reconnecting in") >= 2, 3000);
-    CHECK_EQ_INT(connected(c), 1);
+    CHECK_EQ_INT(proc_connected(c), 1);
     proc_signal(s, SIGCONT);
-    WAIT_UNTIL(connected(c) == 2, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 2, WAIT_MS);
     proc_write(c, "after the thaw\n");
     WAIT_UNTIL(db_count(db, "content = 'after the thaw'") == 1, WAIT_MS);
     WAIT_UNTIL(proc_out_count(c, "2 after the thaw\n") == 1, WAIT_MS);
@@ -779,7 +732,7 @@ static void display_escapes(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     int fd = hello(port, 0);
     raw_say(step, fd, text);
     WAIT_UNTIL(proc_out_lines(c) == 1, WAIT_MS);
@@ -803,7 +756,7 @@ static void client_eof(int step) {
     const char *db = tmppath("chat.db");
     struct proc *c = client_start(step, proc_port(s), NULL);
     if (step == 1) {
-        WAIT_UNTIL(connected(c) == 1, WAIT_MS); /* step 1 drops what is typed before */
+        WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS); /* step 1 drops what is typed before */
     }
     proc_write(c, "eof one\neof two\n\neof three\r\neof four\neof five");
     proc_close_stdin(c);
@@ -837,11 +790,10 @@ static void client_big_stdin(int step) {
         fprintf(f, "big-%05d\n", i);
     }
     REQUIRE(fclose(f) == 0);
-    char port[16], rel[32];
+    char port[16];
     snprintf(port, sizeof port, "%d", proc_port(s));
-    snprintf(rel, sizeof rel, "step%d/client", step);
-    const char *argv[] = {"/bin/sh", "-c", "exec \"$0\" --port \"$1\" < \"$2\"", bin_path(rel), port,
-                          input,     NULL};
+    const char *argv[] = {
+        "/bin/sh", "-c", "exec \"$0\" --port \"$1\" < \"$2\"", step_bin(step, "client"), port, input, NULL};
     struct proc *c = proc_start("big-stdin", argv);
     /* 20000 round trips: 4 s idle, over 23 s with the sanitizers on a
      * loaded machine; bounded by the test's limit, not by a guess */
@@ -879,7 +831,7 @@ static void client_heartbeat(int step) {
     static const char welcome[] = "WELCOME fakefakefakefakefake 200 200 0\n";
     REQUIRE(write(fd, welcome, sizeof welcome - 1) == (ssize_t)(sizeof welcome - 1));
     long long t0 = now_ms();
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 1, 3000);
     long long elapsed = now_ms() - t0;
     if (elapsed < 390 || elapsed > 1500) {
@@ -941,12 +893,13 @@ static void cli_errors(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", proc_port(s));
-    const char *taken[] = {server_bin(step), "--port", port_s, "--db", tmppath("other.db"), NULL};
+    const char *taken[] = {step_bin(step, "server"), "--port", port_s, "--db", tmppath("other.db"), NULL};
     struct proc *p = proc_start("server-port-taken", taken);
     CHECK_EQ_INT(proc_wait_exit(p, WAIT_MS), 1);
     CHECK_EQ_INT(proc_err_count(p, "cannot listen"), 1);
     CHECK_EQ_INT(proc_port(p), 0);
-    const char *nodb[] = {server_bin(step), "--port", "0", "--db", tmppath("no/such/dir/chat.db"), NULL};
+    const char *nodb[] = {step_bin(step, "server"),       "--port", "0", "--db",
+                          tmppath("no/such/dir/chat.db"), NULL};
     struct proc *q = proc_start("server-bad-db", nodb);
     CHECK_EQ_INT(proc_wait_exit(q, WAIT_MS), 1);
     CHECK_EQ_INT(proc_err_count(q, "cannot open the database"), 1);

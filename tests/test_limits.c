@@ -39,29 +39,9 @@
  * Helpers
  * ------------------------------------------------------------------- */
 
-static int connected(struct proc *p) {
-    return proc_err_count(p, "connected as");
-}
-
 static int sanitized(void) {
     const char *s = getenv("CHAT_SANITIZED");
     return s != NULL && *s != '\0' && strcmp(s, "0") != 0;
-}
-
-/* Complete lines in a growing stdout, counted from where the last call
- * stopped: a million-line output is not rescanned at every wait. */
-struct line_counter {
-    size_t pos;
-    long lines;
-};
-
-static long count_lines(struct proc *p, struct line_counter *lc) {
-    const char *nl;
-    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
-        lc->lines++;
-        lc->pos = (size_t)(nl - p->out) + 1;
-    }
-    return lc->lines;
 }
 
 /* Checks that out is exactly one "<id> <text>" line per stored row with
@@ -194,11 +174,8 @@ static void fd_send(int fd, const char *s) {
  * client is served again. */
 static void out_of_fds(int step) {
     static const char script[] = "ulimit -n " STR(NOFILE) " || exit 97; exec \"$0\" \"$@\"";
-    char rel[32];
     const char *db = tmppath("chat.db");
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh", "-c", script, bin_path(rel), "--port", "0", "--db", db, NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, db);
     WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
     REQUIRE(!s->exited);
     int port = proc_port(s);
@@ -246,7 +223,7 @@ static void out_of_fds(int step) {
         tcp_close(fds[--n]);
     }
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "served again\n");
     WAIT_UNTIL(proc_out_count(c, " served again\n") == 1, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "content = 'served again'"), 1);
@@ -275,61 +252,43 @@ static void out_of_fds(int step) {
  * reads what the kernel still held, sees the connection closed,
  * reconnects, and catches up: every row once, in order. */
 static void stopped_client(int step) {
-    enum { TEXT_LEN = 3000, WINDOW = 16, MAX_MSGS = 6000, AFTER = 5 };
+    enum { AFTER = 5 };
     struct proc *s = server_start(step, NULL, NULL);
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *frozen = client_start(step, port, NULL), *recv = client_start(step, port, NULL),
                 *send = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(frozen) == 1 && connected(recv) == 1 && connected(send) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(frozen) == 1 && proc_connected(recv) == 1 && proc_connected(send) == 1,
+               WAIT_MS);
     proc_write(send, "before the stop\n");
     WAIT_UNTIL(proc_out_lines(frozen) == 1 && proc_out_lines(recv) == 1 && proc_out_lines(send) == 1,
                WAIT_MS);
     proc_signal(frozen, SIGSTOP);
 
     struct line_counter rc = {0, 0}, sc = {0, 0};
-    char *text = xmalloc(TEXT_LEN + 1);
-    long sent = 1;
-    long long end = now_ms() + 20000;
-    while (proc_err_count(s, "output buffer full") == 0) {
-        if (sent >= MAX_MSGS || now_ms() > end) {
-            test_fail(__FILE__, __LINE__, "stopped client not cut off after %ld messages of %d bytes", sent,
-                      TEXT_LEN);
-            test_abort();
-        }
-        long r = count_lines(recv, &rc), w = count_lines(send, &sc);
-        if (sent - (r < w ? r : w) < WINDOW) {
-            int k = snprintf(text, TEXT_LEN + 1, "big %06ld ", sent + 1);
-            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
-            text[TEXT_LEN] = '\0';
-            proc_write(send, "%s\n", text);
-            sent++;
-        } else {
-            pump(20);
-        }
-    }
-    free(text);
+    long sent = chat_until_cut(s, send, recv, &sc, &rc, "big", 1);
     /* A few more while it is cut off: these are only in the database. */
     for (int k = 1; k <= AFTER; k++) {
         proc_write(send, "after the cut %d\n", k);
         sent++;
     }
-    WAIT_UNTIL(count_lines(recv, &rc) == sent && count_lines(send, &sc) == sent, 10000);
+    WAIT_UNTIL(proc_count_lines(recv, &rc) == sent && proc_count_lines(send, &sc) == sent, 10000);
     CHECK_EQ_INT(proc_err_count(recv, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(send, "disconnected"), 0);
     CHECK(!frozen->exited);
 
     proc_signal(frozen, SIGCONT);
-    WAIT_UNTIL(connected(frozen) == 2, 10000);
+    WAIT_UNTIL(proc_connected(frozen) == 2, 10000);
     struct line_counter fc = {0, 0};
-    WAIT_UNTIL(count_lines(frozen, &fc) >= sent, 10000);
+    WAIT_UNTIL(proc_count_lines(frozen, &fc) >= sent, 10000);
     WAIT_UNTIL(db_count(db, "1") == sent, WAIT_MS);
     check_client_rows("the stopped client after SIGCONT", frozen->out, db, sent);
     check_client_rows("the receiver", recv->out, db, sent);
     check_client_rows("the sender", send->out, db, sent);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 1);
     CHECK_EQ_INT(proc_err_count(frozen, "disconnected"), 1);
-    fprintf(stderr, "note: stopped client cut off after %ld messages of %d bytes\n", sent - AFTER, TEXT_LEN);
+    fprintf(stderr, "note: stopped client cut off after %ld messages of %d bytes\n", sent - AFTER,
+            CUT_TEXT_LEN);
 }
 
 /* ---------------------------------------------------------------------
@@ -360,7 +319,7 @@ static void million_behind(void) {
     enum { STALL_MS = 10000 };
     long seen = -1;
     long long stall_end = 0;
-    while (count_lines(c, &lc) < MILLION) {
+    while (proc_count_lines(c, &lc) < MILLION) {
         if (lc.lines != seen) {
             seen = lc.lines;
             stall_end = now_ms() + STALL_MS;
@@ -416,7 +375,7 @@ static void signal_storm(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL), *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, WAIT_MS);
     long said = 0;
     for (int round = 0; round < ROUNDS; round++) {
         for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {

@@ -24,10 +24,6 @@
 
 #define WAIT_MS 8000 /* for what normally takes milliseconds */
 
-static int connected(struct proc *c) {
-    return proc_err_count(c, "connected as");
-}
-
 /* A row of 1000 bytes. */
 static void row_1000(long i, char *buf, size_t cap) {
     (void)i;
@@ -65,7 +61,7 @@ static void crlf_file(int step) {
     struct proc *s = server_start(step, db, NULL);
     const char *args[] = {"--ack-timeout", "300", "--retries", "inf", NULL};
     struct proc *c = client_start(step, proc_port(s), step >= 3 ? args : NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "one\r\n\r\n\r\r\ntwo\r\r\n\r\nthree\r\n");
     proc_close_stdin(c);
     CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
@@ -87,7 +83,7 @@ static void rejected_message(int step) {
     tcp_adopt(fd);
     REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
     tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "too big for you\nsmall\n");
     REQUIRE(tcp_wait_line(fd, "MSG 1 ", WAIT_MS));
     tcp_send_str(fd, "REJECT 1 message too long\n");
@@ -125,7 +121,7 @@ static void replaced_database(int step) {
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "old one\nold two\nold three\n");
     WAIT_UNTIL(proc_out_count(c, "3 old three\n") == 1, WAIT_MS);
 
@@ -137,7 +133,7 @@ static void replaced_database(int step) {
     const char *same_port[] = {"--port", port_s, NULL};
     s = server_start(step, db, same_port);
     struct proc *other = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(other) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(other) == 1, WAIT_MS);
     proc_write(other, "new one\n");
     WAIT_UNTIL(proc_out_count(other, "1 new one\n") == 1, WAIT_MS);
 
@@ -197,7 +193,7 @@ static void read_fifo(int fd, char *buf, size_t cap, size_t *len) {
  * the pipe is read again the log says how many lines it had to drop. */
 static void unread_log(int step) {
     static const char script[] = "exec \"$0\" \"$@\" 2>\"$CHAT_LOG_FIFO\"";
-    char rel[32], *log = malloc(1 << 20);
+    char *log = malloc(1 << 20);
     size_t len = 0;
     const char *fifo = tmppath("log.fifo"), *db = tmppath("chat.db");
     REQUIRE(log != NULL);
@@ -205,9 +201,7 @@ static void unread_log(int step) {
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader that never reads */
     REQUIRE(rfd >= 0);
     REQUIRE(setenv("CHAT_LOG_FIFO", fifo, 1) == 0);
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh", "-c", script, bin_path(rel), "--port", "0", "--db", db, NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, db);
     int port = 0;
     /* Read the fifo only for the "listening on" line; from then on the
      * server's stderr is full and stays full. */
@@ -229,7 +223,7 @@ static void unread_log(int step) {
         }
     }
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "still serving\n");
     WAIT_UNTIL(proc_out_count(c, " still serving\n") == 1, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "content = 'still serving'"), 1);
@@ -293,7 +287,7 @@ static void client_stop_says_what_is_lost(int step) {
     tcp_adopt(fd);
     REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
     tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "first\nsecond\n");
     REQUIRE(tcp_wait_line(fd, "first", WAIT_MS)); /* in flight, never acked */
     proc_signal(c, SIGINT);
@@ -334,11 +328,7 @@ FOR_ALL(stop_is_prompt)
  * when SIGHUP would otherwise have killed it). */
 static void nohup_is_kept(int step) {
     static const char script[] = "trap '' HUP; exec \"$0\" \"$@\"";
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
-                          tmppath("chat.db"), NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, NULL);
     WAIT_UNTIL(proc_port(s) > 0, WAIT_MS);
     proc_signal(s, SIGHUP);
     int fd = tcp_hello(proc_port(s), 0, WAIT_MS); /* still serving */
@@ -382,11 +372,7 @@ FOR_ALL(slow_reader_long_rows)
  * unread used to send). */
 static void full_server_says_why(int step) {
     static const char script[] = "ulimit -n 20 || exit 97; exec \"$0\" \"$@\"";
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
-                          tmppath("chat.db"), NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, NULL);
     WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
     REQUIRE(!s->exited);
     int port = proc_port(s);
@@ -447,7 +433,7 @@ static void lagging_server_gets_every_line(int step) {
     const char *fast_ping[] = {"--ping-interval", "500", "--ping-timeout", "5000", NULL};
     struct proc *s = server_start(step, db, fast_ping);
     struct proc *c = client_start(step, proc_port(s), NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_signal(s, SIGSTOP); /* the server lags: the client sends it all and half-closes */
     for (int i = 1; i <= LINES; i++) {
         proc_write(c, "line %d\n", i);
@@ -473,7 +459,7 @@ FOR_STEP(lagging_server_gets_every_line, 2)
 static void bidi_is_shown_escaped(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     struct proc *c = client_start(step, proc_port(s), NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "pay \xE2\x80\xAE"
                   "001$\xE2\x81\xA6 to\xE2\x80\x8B"
                   "bob\n");

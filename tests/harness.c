@@ -857,6 +857,15 @@ void tcp_send(int fd, const void *buf, size_t len) {
         test_fail(__FILE__, __LINE__, "tcp_send(%d): %s", fd, strerror(errno));
 }
 
+void fd_send(int fd, const void *buf, size_t len) {
+    if (write_all(fd, buf, len) != 0)
+        FATAL("write to fd %d: %s", fd, strerror(errno));
+}
+
+void fd_send_str(int fd, const char *s) {
+    fd_send(fd, s, strlen(s));
+}
+
 void tcp_send_str(int fd, const char *s) {
     tcp_send(fd, s, strlen(s));
 }

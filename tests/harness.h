@@ -165,6 +165,10 @@ int tcp_accept(int listen_fd, int timeout_ms);
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);
 void tcp_send_str(int fd, const char *s); /* tcp_send() of a string */
+/* All of buf to any fd (a fake server's accepted socket, a pipe), not
+ * only a tcp_* one; a failed write ends the test. */
+void fd_send(int fd, const void *buf, size_t len);
+void fd_send_str(int fd, const char *s);
 /* A raw peer on 127.0.0.1:port that said "HELLO <offset>" and got its
  * WELCOME (within timeout_ms; else the test ends) */
 int tcp_hello(int port, long long offset, int timeout_ms);

@@ -959,8 +959,6 @@ FOR_ALL(cli_port0_signals)
 
 #define T(n, what, fn)                                                                                       \
     { "step" #n " " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_1_4(what, fn) T(1, what, fn), T(4, what, fn)
 
 const struct test basics_tests[] = {
     /* slow ones first, so that they overlap with the quick ones */

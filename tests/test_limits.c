@@ -144,19 +144,6 @@ static int fd_wait_for(int fd, const char *needle, int ms) {
     return 1;
 }
 
-static void fd_send(int fd, const char *s) {
-    size_t len = strlen(s);
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
 /* ---------------------------------------------------------------------
  * Out of file descriptors
  * ------------------------------------------------------------------- */
@@ -478,19 +465,19 @@ static void welcome_out_of_range(int step) {
     struct proc *c = client_start(step, port, NULL);
     int fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO 0\n", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst 9223372036854775807 9223372036854775807 1\nCHAT 1 first\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst 9223372036854775807 9223372036854775807 1\nCHAT 1 first\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 1, WAIT_MS);
     CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 1);
     close(fd);
     fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst -5 -5 0\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst -5 -5 0\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 2, WAIT_MS);
     CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 2);
     close(fd);
     fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 2\nCHAT 2 second\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 2\nCHAT 2 second\n");
     WAIT_UNTIL(proc_out_count(c, "2 second\n") == 1, WAIT_MS);
     CHECK(!c->exited);
     close(fd);

@@ -475,8 +475,6 @@ FOR_ALL(bidi_is_shown_escaped)
 
 #define T(n, what, fn)                                                                                       \
     { "robust step " #n ": " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_3_4(what, fn) T(3, what, fn), T(4, what, fn)
 
 const struct test robust_tests[] = {
     T_ALL("a CRLF file with doubled CRs and empty lines is sent as typed", crlf_file),

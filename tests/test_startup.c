@@ -531,8 +531,6 @@ FOR_ALL(server_stdio_closed_serves)
 
 #define T(n, what, fn)                                                                                       \
     { "startup: step" #n " " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_1_4(what, fn) T(1, what, fn), T(4, what, fn)
 
 const struct test startup_tests[] = {
     T_1_4("starts on a writable database; its write test leaves no row and no id", writable_db_accepted),

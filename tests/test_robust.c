@@ -72,6 +72,17 @@ static void crlf_file(int step) {
 }
 FOR_ALL(crlf_file)
 
+/* A fake server on lfd takes the client c's connection, answers its
+ * HELLO 0 with a WELCOME, and waits until c says it is connected. */
+static int fake_welcome(int lfd, struct proc *c) {
+    int fd = tcp_accept(lfd, WAIT_MS);
+    tcp_adopt(fd);
+    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
+    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
+    return fd;
+}
+
 /* The server rejects a message for good (REJECT <ack-id> <reason>): a
  * server with a smaller limit than ours, say. The client gives that one
  * message up at once, loudly, and sends the next: no retry, no stall. */
@@ -79,11 +90,7 @@ static void rejected_message(int step) {
     int port, lfd = tcp_listen(&port);
     const char *args[] = {"--ack-timeout", "5000", "--retries", "inf", NULL};
     struct proc *c = client_start(step, port, args);
-    int fd = tcp_accept(lfd, WAIT_MS);
-    tcp_adopt(fd);
-    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
-    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
+    int fd = fake_welcome(lfd, c);
     proc_write(c, "too big for you\nsmall\n");
     REQUIRE(tcp_wait_line(fd, "MSG 1 ", WAIT_MS));
     tcp_send_str(fd, "REJECT 1 message too long\n");
@@ -283,11 +290,7 @@ FOR_3_4(stop_sends_queued_acks)
 static void client_stop_says_what_is_lost(int step) {
     int port, lfd = tcp_listen(&port);
     struct proc *c = client_start(step, port, NULL);
-    int fd = tcp_accept(lfd, WAIT_MS);
-    tcp_adopt(fd);
-    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
-    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
+    int fd = fake_welcome(lfd, c);
     proc_write(c, "first\nsecond\n");
     REQUIRE(tcp_wait_line(fd, "first", WAIT_MS)); /* in flight, never acked */
     proc_signal(c, SIGINT);

@@ -212,6 +212,13 @@ void *xmalloc(size_t n) {
     return p;
 }
 
+char *over_long(size_t n, const char *head) {
+    char *big = xmalloc(n);
+    memset(big, 'L', n);
+    memcpy(big, head, strlen(head));
+    return big;
+}
+
 /* ---- spawned programs ---- */
 
 static void make_pipe(int fds[2]) {
@@ -725,6 +732,16 @@ struct proc *client_start(int step, int port, const char *const extra[]) {
     return start_with_extra(name, fixed, 7, extra);
 }
 
+struct proc *server_restart(int step, const char *db, int port) {
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    const char *same_port[] = {"--port", port_s, NULL};
+    struct proc *s = server_start(step, db, same_port);
+    if (proc_port(s) != port)
+        FATAL("server_restart: listening on %d, not %d", proc_port(s), port);
+    return s;
+}
+
 struct proc *server_start_sh(int step, const char *script, const char *db) {
     const char *argv[] = {"/bin/sh", "-c", script, step_bin(step, "server"),
                           "--port",  "0",  "--db", db ? db : tmppath("chat.db"),
@@ -982,6 +999,48 @@ long long db_count(const char *db, const char *sql_where) {
     long long v = db_scalar(db, sql);
     sqlite3_free(sql);
     return v;
+}
+
+void db_check_lines(const char *what, const char *buf, const char *db, long long first, long long last,
+                    int wire) {
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READONLY);
+    if (!h)
+        FATAL("%s: cannot open %s", what, db);
+    sqlite3_stmt *st = NULL;
+    size_t len = strlen(buf), pos = 0;
+    long long expect_id = first + 1;
+    char head[48];
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id > ? AND id <= ? ORDER BY id", -1,
+                               &st, NULL) == SQLITE_OK);
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int64(st, 2, last);
+    int ok = 1;
+    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0);
+        const char *text = (const char *)sqlite3_column_text(st, 1);
+        size_t hl = (size_t)snprintf(head, sizeof head, "%s%lld ", wire ? "CHAT " : "", id),
+               tl = strlen(text);
+        if (id != expect_id) {
+            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
+                      expect_id - 1);
+            ok = 0;
+        } else if (pos + hl + tl + 1 > len || memcmp(buf + pos, head, hl) != 0 ||
+                   memcmp(buf + pos + hl, text, tl) != 0 || memcmp(buf + pos + hl + tl, "\n", 1) != 0) {
+            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
+                      what, id, pos, buf + pos);
+            ok = 0;
+        }
+        pos += hl + tl + 1;
+        expect_id++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    if (ok && expect_id != last + 1) {
+        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
+                  expect_id - 1);
+    } else if (ok && pos != len) {
+        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, buf + pos);
+    }
 }
 
 void *db_lock(const char *db) {

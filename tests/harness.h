@@ -63,6 +63,9 @@ int test_failures(void); /* failures recorded so far */
 int test_ms_left(void);
 /* malloc(), or the test ends as failed */
 void *xmalloc(size_t n);
+/* n bytes (no NUL): head, then 'L' up to the end; malloc'd. An over-long
+ * line when n passes MAX_LINE. */
+char *over_long(size_t n, const char *head);
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -113,6 +116,8 @@ const char *tmppath(const char *name); /* tmpdir()/name; 8 rotating static buffe
  * HOST:PORT" line, retrying while the port is in use.  db NULL means
  * tmppath("chat.db"). */
 struct proc *server_start(int step, const char *db, const char *const extra[]);
+/* server_start() on the same port as before: a restart */
+struct proc *server_restart(int step, const char *db, int port);
 int proc_port(struct proc *p); /* from a complete "listening on H:P" stderr line, 0 if none yet */
 /* stepN/client --port <port> --reconnection-delay 50 --reconnection-delay-max 200 extra... */
 struct proc *client_start(int step, int port, const char *const extra[]);
@@ -185,6 +190,12 @@ void tcp_close(int fd); /* close and forget; done for all fds at test end */
 /* SELECT COUNT(*) FROM messages WHERE <sql_where>; -1 on error (printed, not a failure) */
 long long db_count(const char *db, const char *sql_where);
 long long db_scalar(const char *db, const char *sql); /* first column of first row; -1 on error */
+/* Checks that buf holds exactly one line per stored row first < id <= last,
+ * in id order, ids contiguous: "CHAT <id> <text>" as the server sends it
+ * (wire), or "<id> <text>" as a client prints it (texts here are plain).
+ * Reports the first difference as a failure. */
+void db_check_lines(const char *what, const char *buf, const char *db, long long first, long long last,
+                    int wire);
 /* BEGIN EXCLUSIVE in a separate connection of this process; failure ends the test */
 void *db_lock(const char *db);
 void db_unlock(void *lock);

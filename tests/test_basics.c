@@ -125,50 +125,6 @@ static char *db_dump(const char *db, long long upto) {
     return copy;
 }
 
-/* Checks that buf holds exactly one line per stored row first < id <= last,
- * in id order, ids contiguous: "CHAT <id> <text>" as the server sends it
- * (wire), or "<id> <text>" as a client prints it (texts here are plain).
- * Reports the first difference. */
-static void check_rows_in(const char *what, const char *buf, const char *db, long long first, long long last,
-                          int wire) {
-    sqlite3 *h = db_open_ro(db);
-    sqlite3_stmt *st = NULL;
-    size_t len = strlen(buf), pos = 0;
-    long long expect_id = first + 1;
-    char head[48];
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id > ? AND id <= ? ORDER BY id", -1,
-                               &st, NULL) == SQLITE_OK);
-    sqlite3_bind_int64(st, 1, first);
-    sqlite3_bind_int64(st, 2, last);
-    int ok = 1;
-    while (ok && sqlite3_step(st) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0);
-        const char *text = (const char *)sqlite3_column_text(st, 1);
-        size_t hl = (size_t)snprintf(head, sizeof head, "%s%lld ", wire ? "CHAT " : "", id),
-               tl = strlen(text);
-        if (id != expect_id) {
-            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
-                      expect_id - 1);
-            ok = 0;
-        } else if (pos + hl + tl + 1 > len || memcmp(buf + pos, head, hl) != 0 ||
-                   memcmp(buf + pos + hl, text, tl) != 0 || memcmp(buf + pos + hl + tl, "\n", 1) != 0) {
-            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
-                      what, id, pos, buf + pos);
-            ok = 0;
-        }
-        pos += hl + tl + 1;
-        expect_id++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    if (ok && expect_id != last + 1) {
-        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
-                  expect_id - 1);
-    } else if (ok && pos != len) {
-        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, buf + pos);
-    }
-}
-
 /* What follows the first line (the WELCOME) of a raw peer's log. */
 static const char *after_welcome(int fd) {
     const char *log = tcp_log(fd), *nl = strchr(log, '\n');
@@ -314,8 +270,6 @@ static void catchup_server_restart(int step) {
     const char *db = tmppath("chat.db");
     struct proc *s1 = server_start(step, db, NULL);
     int port = proc_port(s1);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *a = client_start(step, port, NULL);
     WAIT_UNTIL(proc_connected(a) == 1, WAIT_MS);
     int raw = hello(port, 0);
@@ -333,9 +287,7 @@ static void catchup_server_restart(int step) {
     CHECK_EQ_INT(proc_wait_exit(s2, WAIT_MS), 0);
     CHECK_EQ_INT(proc_out_lines(a), 1);
 
-    const char *same_port[] = {"--port", port_s, NULL};
-    struct proc *s3 = server_start(step, db, same_port);
-    REQUIRE(proc_port(s3) == port);
+    server_restart(step, db, port);
     WAIT_UNTIL(proc_connected(a) == 2 && proc_out_lines(a) == 3, WAIT_MS);
     int raw3 = hello(port, 3);
     raw_say(step, raw3, "m4");
@@ -368,7 +320,7 @@ static void hello_offset(int step) {
     REQUIRE(tcp_wait_line(p4, "CHAT 6 row 6", WAIT_MS));
     CHECK(strcmp(after_welcome(p2), "CHAT 3 row 3\nCHAT 4 row 4\nCHAT 5 row 5\nCHAT 6 row 6\n") == 0);
     CHECK(strcmp(after_welcome(p3), "CHAT 6 row 6\n") == 0);
-    check_rows_in("HELLO 0", after_welcome(p4), db, 0, 6, 1);
+    db_check_lines("HELLO 0", after_welcome(p4), db, 0, 6, 1);
 }
 
 /* 20000 rows, far more than MAX_OUTPUT: a peer that says HELLO 0 and
@@ -388,7 +340,7 @@ static void replay_streams(int step) {
     CHECK(strncmp(after_welcome(p2), live, sizeof live - 1) == 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 0);
     CHECK(tcp_wait_line(p1, "CHAT 20001 ", 20000));
-    check_rows_in("HELLO 0 after 20000 rows", after_welcome(p1), db, 0, 20001, 1);
+    db_check_lines("HELLO 0 after 20000 rows", after_welcome(p1), db, 0, 20001, 1);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 0);
     CHECK_EQ_INT(proc_err_count(s, "disconnected"), 0);
 }
@@ -404,9 +356,7 @@ static void overlong_no_newline(int step) {
     struct snapshot snap = seed(step, port, db);
     int fd = hello(port, 0);
     size_t n = 3 * MAX_LINE;
-    char *big = xmalloc(n);
-    memset(big, 'L', n);
-    memcpy(big, "MSG ", 4);
+    char *big = over_long(n, "MSG ");
     tcp_send(fd, big, n);
     CHECK(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     CHECK(tcp_wait_closed(fd, WAIT_MS));
@@ -422,9 +372,7 @@ static void overlong_newline_later(int step) {
     int fd = hello(port, 0);
     /* MAX_LINE + 1 bytes with the newline: one too many */
     size_t n = MAX_LINE + 1;
-    char *big = xmalloc(n), *after = msg_line(step, ++next_n, "after the long line");
-    memset(big, 'L', n);
-    memcpy(big, "MSG ", 4);
+    char *big = over_long(n, "MSG "), *after = msg_line(step, ++next_n, "after the long line");
     big[n - 1] = '\n';
     tcp_send(fd, big, n);
     tcp_send_str(fd, after);
@@ -618,8 +566,8 @@ static void slow_reader(int step) {
     WAIT_UNTIL(db_count(db, "1") >= sent, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "1"), sent);
     CHECK_EQ_INT(max_id(db), sent);
-    check_rows_in("receiver's stdout", recv->out, db, 0, sent, 0);
-    check_rows_in("sender's stdout", send->out, db, 0, sent, 0);
+    db_check_lines("receiver's stdout", recv->out, db, 0, sent, 0);
+    db_check_lines("sender's stdout", send->out, db, 0, sent, 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 1);
     CHECK_EQ_INT(proc_err_count(recv, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(send, "disconnected"), 0);
@@ -628,7 +576,7 @@ static void slow_reader(int step) {
     char needle[32];
     snprintf(needle, sizeof needle, "CHAT %ld ", sent);
     CHECK(tcp_wait_line(fresh, needle, 10000));
-    check_rows_in("a fresh HELLO 0", after_welcome(fresh), db, 0, sent, 1);
+    db_check_lines("a fresh HELLO 0", after_welcome(fresh), db, 0, sent, 1);
     fprintf(stderr, "note: slow peer dropped after %ld messages of %d bytes\n", sent, CUT_TEXT_LEN);
 }
 

@@ -44,48 +44,6 @@ static int sanitized(void) {
     return s != NULL && *s != '\0' && strcmp(s, "0") != 0;
 }
 
-/* Checks that out is exactly one "<id> <text>" line per stored row with
- * id <= last, in id order, as a client prints them (plain texts here).
- * Reports the first difference. */
-static void check_client_rows(const char *what, const char *out, const char *db, long long last) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    size_t len = strlen(out), pos = 0;
-    long long expect = 1;
-    char head[32];
-    REQUIRE(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_busy_timeout(h, 2000);
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id <= ? ORDER BY id", -1, &st,
-                               NULL) == SQLITE_OK);
-    sqlite3_bind_int64(st, 1, last);
-    int ok = 1;
-    while (ok && sqlite3_step(st) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0);
-        const char *text = (const char *)sqlite3_column_text(st, 1);
-        size_t hl = (size_t)snprintf(head, sizeof head, "%lld ", id), tl = strlen(text);
-        if (id != expect) {
-            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
-                      expect - 1);
-            ok = 0;
-        } else if (pos + hl + tl + 1 > len || memcmp(out + pos, head, hl) != 0 ||
-                   memcmp(out + pos + hl, text, tl) != 0 || out[pos + hl + tl] != '\n') {
-            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
-                      what, id, pos, out + pos);
-            ok = 0;
-        }
-        pos += hl + tl + 1;
-        expect++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    if (ok && expect != last + 1) {
-        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
-                  expect - 1);
-    } else if (ok && pos != len) {
-        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, out + pos);
-    }
-}
-
 static long long tv_ms(struct timeval tv) {
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
@@ -269,9 +227,9 @@ static void stopped_client(int step) {
     struct line_counter fc = {0, 0};
     WAIT_UNTIL(proc_count_lines(frozen, &fc) >= sent, 10000);
     WAIT_UNTIL(db_count(db, "1") == sent, WAIT_MS);
-    check_client_rows("the stopped client after SIGCONT", frozen->out, db, sent);
-    check_client_rows("the receiver", recv->out, db, sent);
-    check_client_rows("the sender", send->out, db, sent);
+    db_check_lines("the stopped client after SIGCONT", frozen->out, db, 0, sent, 0);
+    db_check_lines("the receiver", recv->out, db, 0, sent, 0);
+    db_check_lines("the sender", send->out, db, 0, sent, 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 1);
     CHECK_EQ_INT(proc_err_count(frozen, "disconnected"), 1);
     fprintf(stderr, "note: stopped client cut off after %ld messages of %d bytes\n", sent - AFTER,
@@ -377,8 +335,8 @@ static void signal_storm(int step) {
     }
     WAIT_UNTIL(proc_out_lines(a) == said && proc_out_lines(b) == said, WAIT_MS);
     WAIT_UNTIL(db_count(db, "1") == said, WAIT_MS);
-    check_client_rows("client a", a->out, db, said);
-    check_client_rows("client b", b->out, db, said);
+    db_check_lines("client a", a->out, db, 0, said, 0);
+    db_check_lines("client b", b->out, db, 0, said, 0);
     CHECK(!s->exited && !a->exited && !b->exited);
     CHECK_EQ_INT(proc_err_count(a, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(b, "disconnected"), 0);
@@ -401,9 +359,7 @@ static void overlong_linger(int step) {
     int port = proc_port(s);
     int fd = tcp_connect(port);
     size_t n = 2 * MAX_LINE;
-    char *big = xmalloc(n);
-    memset(big, 'L', n);
-    memcpy(big, "HELLO 0\nMSG ", 12);
+    char *big = over_long(n, "HELLO 0\nMSG ");
     tcp_send(fd, big, n);
     REQUIRE(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     for (int k = 0; k < 3; k++) {

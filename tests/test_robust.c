@@ -125,8 +125,6 @@ static void replaced_database(int step) {
     const char *db = tmppath("chat.db");
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *c = client_start(step, port, NULL);
     WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "old one\nold two\nold three\n");
@@ -137,8 +135,7 @@ static void replaced_database(int step) {
     unlink(db);
     unlink(tmppath("chat.db-wal"));
     unlink(tmppath("chat.db-shm"));
-    const char *same_port[] = {"--port", port_s, NULL};
-    s = server_start(step, db, same_port);
+    s = server_restart(step, db, port);
     struct proc *other = client_start(step, port, NULL);
     WAIT_UNTIL(proc_connected(other) == 1, WAIT_MS);
     proc_write(other, "new one\n");

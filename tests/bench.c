@@ -252,8 +252,18 @@ static long parse_count(const char *s, long lo) {
     return v;
 }
 
-static void parse_options(int argc, char **argv) {
+/* The command line as typed, for the header: "tests/bench" and the
+ * options (cut at 1 kB). */
+static const char *command_line(int argc, char **argv) {
     static char cmd[1024];
+    size_t len = (size_t)snprintf(cmd, sizeof cmd, "tests/bench");
+    for (int i = 1; i < argc && argv[i] != NULL && len < sizeof cmd; i++) {
+        len += (size_t)snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
+    }
+    return cmd;
+}
+
+static void parse_options(int argc, char **argv) {
     opt.messages = 20000;
     opt.lat_messages = -1;
     opt.window = 500;
@@ -264,20 +274,11 @@ static void parse_options(int argc, char **argv) {
     opt.bound = 1;
     opt.nsenders = parse_list("1,10,100", opt.senders, 16, 1, MAX_SENDERS);
     opt.nsteps = parse_list("1,2,3,4", opt.steps, 4, 1, 4);
-    snprintf(cmd, sizeof cmd, "tests/bench");
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc && argv[i] != NULL; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strlen(cmd) + strlen(o) + (v ? strlen(v) : 0) + 3 < sizeof cmd) {
-            strcat(cmd, " ");
-            strcat(cmd, o);
-        }
         if (strcmp(o, "--no-bound") == 0) {
             opt.bound = 0;
             continue;
-        }
-        if (v != NULL && strlen(cmd) + strlen(v) + 2 < sizeof cmd) {
-            strcat(cmd, " ");
-            strcat(cmd, v);
         }
         i++;
         if (strcmp(o, "--messages") == 0) {
@@ -311,7 +312,7 @@ static void parse_options(int argc, char **argv) {
     if (opt.lat_messages < 0) {
         opt.lat_messages = opt.messages / 4 > 0 ? opt.messages / 4 : 1;
     }
-    opt.cmdline = cmd;
+    opt.cmdline = command_line(argc, argv);
 }
 
 /* The project root as the tests find it (harness_init(): $CHAT_ROOT, else

@@ -163,7 +163,9 @@ static void run_all(void) {
 /* An error message on one line: no newline or other control byte. */
 static void one_line(char *s) {
     for (; *s != '\0'; s++) {
-        *s = (unsigned char)*s < ' ' ? ' ' : *s;
+        if ((unsigned char)*s < ' ') {
+            *s = ' ';
+        }
     }
 }
 

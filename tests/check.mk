@@ -108,9 +108,9 @@ check-asan:
 # ---------------------------------------------------------------------------
 # Valgrind memcheck: the normal build (cc -O2 -gdwarf-4, see common/build.mk), under valgrind
 
-tests/memcheck: tests/memcheck.c tests/harness.c tests/harness.h common/limits.h common/util.c
+tests/memcheck: tests/memcheck.c tests/harness.c tests/harness.h tests/suites.h common/limits.h common/util.c common/store.c common/store.h
 	$(CC) $(CHECK_STD) $(CHECK_WARN) -O2 -g $(CHECK_SQLITE_CFLAGS) -Icommon -o $@ tests/memcheck.c \
-	  tests/harness.c common/util.c $(CHECK_SQLITE_LIBS)
+	  tests/harness.c common/util.c common/store.c $(CHECK_SQLITE_LIBS)
 
 check-valgrind: tests/memcheck
 	@command -v valgrind >/dev/null || { echo "check-valgrind: valgrind is not installed"; exit 1; }

@@ -12,6 +12,9 @@
 #endif
 #include "harness.h"
 
+#include "limits.h"
+#include "store.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -89,7 +92,7 @@ static size_t cap_for(size_t n) {
     return c;
 }
 
-static void buf_append(char **buf, size_t *len, const char *data, size_t n) {
+static void text_append(char **buf, size_t *len, const char *data, size_t n) {
     if (!*buf || cap_for(*len + 1) < *len + n + 1) {
         char *nb = realloc(*buf, cap_for(*len + n + 1));
         if (!nb) {
@@ -110,7 +113,7 @@ static int read_available(int fd, char **buf, size_t *len) {
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof chunk);
         if (r > 0) {
-            buf_append(buf, len, chunk, (size_t)r);
+            text_append(buf, len, chunk, (size_t)r);
             continue;
         }
         if (r < 0 && errno == EINTR)
@@ -201,6 +204,20 @@ _Noreturn void test_abort(void) {
         test_fail(__FILE__, __LINE__, __VA_ARGS__);                                                          \
         test_abort();                                                                                        \
     } while (0)
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p)
+        FATAL("out of memory (%zu bytes)", n);
+    return p;
+}
+
+char *over_long(size_t n, const char *head) {
+    char *big = xmalloc(n);
+    memset(big, 'L', n);
+    memcpy(big, head, strlen(head));
+    return big;
+}
 
 /* ---- spawned programs ---- */
 
@@ -674,14 +691,19 @@ static void release_ports(void) {
  * itself, while the proxy retries the dead server): the restart could not
  * bind. A port taken by another test is retried with another number; a
  * fixed port (a restart) is retried as it is, within the deadline. */
+const char *step_bin(int step, const char *prog) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "step%d/%s", step, prog);
+    return bin_path(rel);
+}
+
 struct proc *server_start(int step, const char *db, const char *const extra[]) {
-    char rel[32], name[32], port[16];
+    char name[32], port[16];
     int fixed = fixed_port(extra);
-    snprintf(rel, sizeof rel, "step%d/server", step);
     snprintf(name, sizeof name, "server%d", ++n_servers);
     if (!db)
         db = tmppath("chat.db");
-    const char *args[] = {bin_path(rel), "--port", port, "--db", db};
+    const char *args[] = {step_bin(step, "server"), "--port", port, "--db", db};
     long long end = now_ms() + 5000;
     for (;;) {
         int pick = fixed ? fixed : 20000 + (int)(random_u32() % 10000);
@@ -702,13 +724,64 @@ struct proc *server_start(int step, const char *db, const char *const extra[]) {
 }
 
 struct proc *client_start(int step, int port, const char *const extra[]) {
-    char rel[32], name[32], port_s[16];
-    snprintf(rel, sizeof rel, "step%d/client", step);
+    char name[32], port_s[16];
     snprintf(name, sizeof name, "client%d", ++n_clients);
     snprintf(port_s, sizeof port_s, "%d", port);
-    const char *fixed[] = {
-        bin_path(rel), "--port", port_s, "--reconnection-delay", "50", "--reconnection-delay-max", "200"};
+    const char *fixed[] = {step_bin(step, "client"),   "--port", port_s, "--reconnection-delay", "50",
+                           "--reconnection-delay-max", "200"};
     return start_with_extra(name, fixed, 7, extra);
+}
+
+struct proc *server_restart(int step, const char *db, int port) {
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    const char *same_port[] = {"--port", port_s, NULL};
+    struct proc *s = server_start(step, db, same_port);
+    if (proc_port(s) != port)
+        FATAL("server_restart: listening on %d, not %d", proc_port(s), port);
+    return s;
+}
+
+struct proc *server_start_sh(int step, const char *script, const char *db) {
+    const char *argv[] = {"/bin/sh", "-c", script, step_bin(step, "server"),
+                          "--port",  "0",  "--db", db ? db : tmppath("chat.db"),
+                          NULL};
+    return proc_start("server", argv);
+}
+
+int proc_connected(struct proc *c) {
+    return proc_err_count(c, "connected as");
+}
+
+long proc_count_lines(struct proc *p, struct line_counter *lc) {
+    const char *nl;
+    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
+        lc->lines++;
+        lc->pos = (size_t)(nl - p->out) + 1;
+    }
+    return lc->lines;
+}
+
+long chat_until_cut(struct proc *s, struct proc *send, struct proc *recv, struct line_counter *sc,
+                    struct line_counter *rc, const char *tag, long sent) {
+    enum { TEXT_LEN = CUT_TEXT_LEN, WINDOW = 16, MAX_MSGS = 6000 };
+    char text[TEXT_LEN + 1];
+    long long end = now_ms() + 25000;
+    while (proc_err_count(s, "output buffer full") == 0) {
+        if (sent >= MAX_MSGS || now_ms() > end)
+            FATAL("no \"output buffer full\" after %ld messages of %d bytes", sent, TEXT_LEN);
+        long r = proc_count_lines(recv, rc), w = proc_count_lines(send, sc);
+        if (sent - (r < w ? r : w) < WINDOW) {
+            int k = snprintf(text, sizeof text, "%s %06ld ", tag, sent + 1);
+            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
+            text[TEXT_LEN] = '\0';
+            proc_write(send, "%s\n", text);
+            sent++;
+        } else {
+            pump(20);
+        }
+    }
+    return sent;
 }
 
 /* ---- raw TCP peer ---- */
@@ -792,13 +865,22 @@ void tcp_adopt(int fd) {
     struct tcp_state *t = &tcp_tab[fd];
     memset(t, 0, sizeof *t);
     t->used = 1;
-    buf_append(&t->buf, &t->len, "", 0);
+    text_append(&t->buf, &t->len, "", 0);
 }
 
 void tcp_send(int fd, const void *buf, size_t len) {
     tcp_get(fd);
     if (write_all(fd, buf, len) != 0 && errno != EPIPE && errno != ECONNRESET)
         test_fail(__FILE__, __LINE__, "tcp_send(%d): %s", fd, strerror(errno));
+}
+
+void fd_send(int fd, const void *buf, size_t len) {
+    if (write_all(fd, buf, len) != 0)
+        FATAL("write to fd %d: %s", fd, strerror(errno));
+}
+
+void fd_send_str(int fd, const char *s) {
+    fd_send(fd, s, strlen(s));
 }
 
 void tcp_send_str(int fd, const char *s) {
@@ -823,7 +905,7 @@ static void tcp_fill(int fd, struct tcp_state *t) {
         r = read(fd, chunk, sizeof chunk);
     while (r < 0 && errno == EINTR);
     if (r > 0)
-        buf_append(&t->buf, &t->len, chunk, (size_t)r);
+        text_append(&t->buf, &t->len, chunk, (size_t)r);
     else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
         t->eof = 1;
 }
@@ -919,6 +1001,48 @@ long long db_count(const char *db, const char *sql_where) {
     return v;
 }
 
+void db_check_lines(const char *what, const char *buf, const char *db, long long first, long long last,
+                    int wire) {
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READONLY);
+    if (!h)
+        FATAL("%s: cannot open %s", what, db);
+    sqlite3_stmt *st = NULL;
+    size_t len = strlen(buf), pos = 0;
+    long long expect_id = first + 1;
+    char head[48];
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id > ? AND id <= ? ORDER BY id", -1,
+                               &st, NULL) == SQLITE_OK);
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int64(st, 2, last);
+    int ok = 1;
+    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0);
+        const char *text = (const char *)sqlite3_column_text(st, 1);
+        size_t hl = (size_t)snprintf(head, sizeof head, "%s%lld ", wire ? "CHAT " : "", id),
+               tl = strlen(text);
+        if (id != expect_id) {
+            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
+                      expect_id - 1);
+            ok = 0;
+        } else if (pos + hl + tl + 1 > len || memcmp(buf + pos, head, hl) != 0 ||
+                   memcmp(buf + pos + hl, text, tl) != 0 || memcmp(buf + pos + hl + tl, "\n", 1) != 0) {
+            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
+                      what, id, pos, buf + pos);
+            ok = 0;
+        }
+        pos += hl + tl + 1;
+        expect_id++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    if (ok && expect_id != last + 1) {
+        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
+                  expect_id - 1);
+    } else if (ok && pos != len) {
+        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, buf + pos);
+    }
+}
+
 void *db_lock(const char *db) {
     sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
     if (!h)
@@ -936,6 +1060,60 @@ void db_unlock(void *lock) {
         return;
     sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(lock);
+}
+
+void db_exec(const char *db, const char *sql) {
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
+    if (!h)
+        FATAL("db_exec(%s): cannot open", db);
+    if (sqlite3_exec(h, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        test_fail(__FILE__, __LINE__, "db_exec(%s): \"%.60s\": %s", db, sql, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        test_abort();
+    }
+    sqlite3_close(h);
+}
+
+/* The rows go in through a second connection, in one transaction:
+ * store_insert() commits each row alone, and a million commits would
+ * take minutes. */
+static void db_fill(sqlite3 *h, long n, int offsets, db_text_fn text_of) {
+    sqlite3_stmt *st = NULL;
+    char text[MAX_LINE + 1], offset[32];
+    if (sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1, &st, NULL) !=
+            SQLITE_OK)
+        FATAL("db_make: %s", sqlite3_errmsg(h));
+    for (long i = 1; i <= n; i++) {
+        text_of(i, text, sizeof text);
+        snprintf(offset, sizeof offset, "pre-%ld", i);
+        if (offsets)
+            sqlite3_bind_text(st, 1, offset, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 1);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            FATAL("db_make: row %ld: %s", i, sqlite3_errmsg(h));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        FATAL("db_make: COMMIT: %s", sqlite3_errmsg(h));
+}
+
+void db_make(const char *db, long n, int offsets, db_text_fn text_of) {
+    char err[256];
+    struct store *s = store_open(db, err, sizeof err);
+    if (!s)
+        FATAL("store_open(%s): %s", db, err);
+    store_close(s);
+    if (n == 0)
+        return;
+    sqlite3 *h = db_open(db, SQLITE_OPEN_READWRITE);
+    if (!h)
+        FATAL("db_make(%s): cannot open", db);
+    db_fill(h, n, offsets, text_of);
+    sqlite3_close(h);
 }
 
 /* ---- end of a test (in its child) ---- */
@@ -1156,7 +1334,7 @@ static void slot_start(struct slot *s, const struct test *t) {
     s->fd = fds[0];
     s->buf = NULL;
     s->len = 0;
-    buf_append(&s->buf, &s->len, "", 0);
+    text_append(&s->buf, &s->len, "", 0);
     s->start = now_ms();
     s->killed = 0;
 }

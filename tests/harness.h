@@ -61,6 +61,11 @@ int test_failures(void); /* failures recorded so far */
  * shorter than the limit fails on a loaded machine or a sanitizer build
  * although nothing is wrong, and the limit still ends a real hang. */
 int test_ms_left(void);
+/* malloc(), or the test ends as failed */
+void *xmalloc(size_t n);
+/* n bytes (no NUL): head, then 'L' up to the end; malloc'd. An over-long
+ * line when n passes MAX_LINE. */
+char *over_long(size_t n, const char *head);
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -111,6 +116,8 @@ const char *tmppath(const char *name); /* tmpdir()/name; 8 rotating static buffe
  * HOST:PORT" line, retrying while the port is in use.  db NULL means
  * tmppath("chat.db"). */
 struct proc *server_start(int step, const char *db, const char *const extra[]);
+/* server_start() on the same port as before: a restart */
+struct proc *server_restart(int step, const char *db, int port);
 int proc_port(struct proc *p); /* from a complete "listening on H:P" stderr line, 0 if none yet */
 /* stepN/client --port <port> --reconnection-delay 50 --reconnection-delay-max 200 extra... */
 struct proc *client_start(int step, int port, const char *const extra[]);
@@ -121,6 +128,31 @@ struct proc *client_start(int step, int port, const char *const extra[]);
  * with $CHAT_STEP=<n>, for that step only: how make grade runs the tests
  * and the lab against a student's own step. */
 const char *bin_path(const char *rel);
+const char *step_bin(int step, const char *prog); /* bin_path("step<step>/<prog>") */
+/* stepN/server --port 0 --db <db> (NULL: tmppath("chat.db")), started
+ * by /bin/sh -c script: the script sets the scene (ulimit, trap, a
+ * redirection) and ends in exec "$0" "$@". Returns at once. */
+struct proc *server_start_sh(int step, const char *script, const char *db);
+/* Lines with "connected as" on a client's stderr: its connections so far. */
+int proc_connected(struct proc *c);
+
+/* Complete lines in a growing stdout, counted from where the last call
+ * stopped: megabytes of output are not rescanned at every wait. */
+struct line_counter {
+    size_t pos;
+    long lines;
+};
+long proc_count_lines(struct proc *p, struct line_counter *lc);
+
+/* Drive the server s to cut a reader off: type messages of CUT_TEXT_LEN
+ * bytes ("<tag> <n> xxx...") into the client send, at most 16 ahead of
+ * what send and recv have printed (counted with sc and rc), until s logs
+ * "output buffer full". sent: messages sent before; returns the total.
+ * The test ends as failed if the cut has not come after 6000 messages or
+ * 25 s. */
+#define CUT_TEXT_LEN 3000
+long chat_until_cut(struct proc *s, struct proc *send, struct proc *recv, struct line_counter *sc,
+                    struct line_counter *rc, const char *tag, long sent);
 
 /* ---- raw TCP peer ---- */
 
@@ -138,6 +170,10 @@ int tcp_accept(int listen_fd, int timeout_ms);
  * failure, bad-input tests expect it */
 void tcp_send(int fd, const void *buf, size_t len);
 void tcp_send_str(int fd, const char *s); /* tcp_send() of a string */
+/* All of buf to any fd (a fake server's accepted socket, a pipe), not
+ * only a tcp_* one; a failed write ends the test. */
+void fd_send(int fd, const void *buf, size_t len);
+void fd_send_str(int fd, const char *s);
 /* A raw peer on 127.0.0.1:port that said "HELLO <offset>" and got its
  * WELCOME (within timeout_ms; else the test ends) */
 int tcp_hello(int port, long long offset, int timeout_ms);
@@ -154,9 +190,27 @@ void tcp_close(int fd); /* close and forget; done for all fds at test end */
 /* SELECT COUNT(*) FROM messages WHERE <sql_where>; -1 on error (printed, not a failure) */
 long long db_count(const char *db, const char *sql_where);
 long long db_scalar(const char *db, const char *sql); /* first column of first row; -1 on error */
+/* Checks that buf holds exactly one line per stored row first < id <= last,
+ * in id order, ids contiguous: "CHAT <id> <text>" as the server sends it
+ * (wire), or "<id> <text>" as a client prints it (texts here are plain).
+ * Reports the first difference as a failure. */
+void db_check_lines(const char *what, const char *buf, const char *db, long long first, long long last,
+                    int wire);
 /* BEGIN EXCLUSIVE in a separate connection of this process; failure ends the test */
 void *db_lock(const char *db);
 void db_unlock(void *lock);
+
+/* ---- test databases (failure ends the test) ---- */
+
+/* The text of row i (from 1) of a test database, into buf. */
+typedef void (*db_text_fn)(long i, char *buf, size_t cap);
+/* A database as the server makes it: created by store_open() (common/
+ * store.h, so the schema is the product's), then rows 1..n added in one
+ * transaction, their texts from text_of. With offsets, row i has the
+ * client offset "pre-<i>", as step 4 stores rows; else none (NULL). */
+void db_make(const char *db, long n, int offsets, db_text_fn text_of);
+/* Run SQL (any number of statements) on db, read-write. */
+void db_exec(const char *db, const char *sql);
 
 /* ---- runner ---- */
 

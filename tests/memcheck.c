@@ -24,6 +24,7 @@
  *     ACKs, errors, unknown verbs, an over-long line; then stdin EOF. */
 #include "harness.h"
 #include "limits.h"
+#include "suites.h" /* FOR_ALL, T_ALL */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -109,20 +110,12 @@ static void check_exit(struct proc *p, int expect) {
               expect, code == VG_EXIT ? " (valgrind found errors or leaks)" : "", path, text);
 }
 
-static int connected(struct proc *p) {
-    return proc_err_count(p, "connected as");
-}
-
 /* ---------------------------------------------------------------------
  * Raw peers
  * ------------------------------------------------------------------- */
 
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 static void expect_line(int fd, const char *send, const char *needle) {
-    send_str(fd, send);
+    tcp_send_str(fd, send);
     if (!tcp_wait_line(fd, needle, VG_MS)) {
         test_fail(__FILE__, __LINE__, "sent \"%.40s\": no line with \"%s\"", send, needle);
     }
@@ -184,7 +177,7 @@ static void bad_peers(int step, int port) {
     tcp_close(fd);
 
     fd = tcp_connect(port); /* a partial line, then gone */
-    send_str(fd, "HELLO 0\nMSG 1 partial");
+    tcp_send_str(fd, "HELLO 0\nMSG 1 partial");
     tcp_close(fd);
 }
 
@@ -200,7 +193,7 @@ static void session(int step) {
     snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *a = vg_client(step, port, "client-a");
     struct proc *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, VG_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, VG_MS);
 
     proc_write(a, "hello from a\n");
     WAIT_UNTIL(proc_out_lines(a) == 1 && proc_out_lines(b) == 1, VG_MS);
@@ -221,7 +214,7 @@ static void session(int step) {
     WAIT_UNTIL(proc_err_count(a, "disconnected") >= 1 && proc_err_count(b, "disconnected") >= 1, VG_MS);
     proc_write(a, "typed while down\n"); /* steps 2-4 keep it for later */
     struct proc *s2 = vg_server(step, db, port_s);
-    WAIT_UNTIL(connected(a) == 2 && connected(b) == 2, VG_MS);
+    WAIT_UNTIL(proc_connected(a) == 2 && proc_connected(b) == 2, VG_MS);
     if (step >= 2) {
         WAIT_UNTIL(proc_out_count(b, " typed while down\n") == 1, VG_MS);
     }
@@ -285,54 +278,38 @@ static int fake_wait_eof(int fd) {
     }
 }
 
-static void fake_send(int fd, const char *s, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
-static void fake_say(int fd, const char *s) {
-    fake_send(fd, s, strlen(s));
-}
-
 static void hostile_server(int step) {
     int port, lfd = tcp_listen(&port);
     struct proc *c = vg_client(step, port, "client");
 
     int fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO 0\n"));
-    fake_say(fd, "PING\nCHAT 1 before welcome\nACK 1\nWELCOME\n");
+    fd_send_str(fd, "PING\nCHAT 1 before welcome\nACK 1\nWELCOME\n");
     WAIT_UNTIL(proc_err_count(c, "disconnected (bad WELCOME)") == 1, VG_MS);
     close(fd);
 
     fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO "));
-    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000 3\n"
-                 "CHAT 1 one\nCHAT 1 one again\nCHAT x bad id\nCHAT 2\nCHAT\n"
-                 "CHAT 3 esc \x1b[2J bad \xff\xfe\n"
-                 "ACK 12\nACK zz\nACK\nERR some reason\nUNKNOWN verb\n\r\n\nPING\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst 300 5000 3\n"
+                    "CHAT 1 one\nCHAT 1 one again\nCHAT x bad id\nCHAT 2\nCHAT\n"
+                    "CHAT 3 esc \x1b[2J bad \xff\xfe\n"
+                    "ACK 12\nACK zz\nACK\nERR some reason\nUNKNOWN verb\n\r\n\nPING\n");
     WAIT_UNTIL(proc_out_count(c, "3 esc ") == 1, VG_MS);
     CHECK(fake_wait_for(fd, "PONG"));
     proc_write(c, "typed line\n");
     CHECK(fake_wait_for(fd, "typed line"));
-    fake_say(fd, "ACK 1\n"); /* steps 3-4: the first attempt's ack id */
+    fd_send_str(fd, "ACK 1\n"); /* steps 3-4: the first attempt's ack id */
     char *big = malloc(2 * MAX_LINE);
     REQUIRE(big != NULL);
     memset(big, 'x', 2 * MAX_LINE);
-    fake_send(fd, big, 2 * MAX_LINE);
+    fd_send(fd, big, 2 * MAX_LINE);
     free(big);
     WAIT_UNTIL(proc_err_count(c, "line too long from the server") == 1, VG_MS);
     close(fd);
 
     fd = tcp_accept(lfd, VG_MS);
     REQUIRE(fake_wait_for(fd, "HELLO 3\n"));
-    fake_say(fd, "WELCOME abcdefghijklmnopqrst 300 5000 4\nCHAT 4 four\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst 300 5000 4\nCHAT 4 four\n");
     WAIT_UNTIL(proc_out_count(c, "4 four\n") == 1, VG_MS);
     proc_close_stdin(c);
     CHECK(fake_wait_eof(fd)); /* the client half-closes */
@@ -345,18 +322,11 @@ static void hostile_server(int step) {
  * The table
  * ------------------------------------------------------------------- */
 
-#define FOR_STEP(fn, n)                                                                                      \
-    static void fn##_##n(void) {                                                                             \
-        fn(n);                                                                                               \
-    }
-#define FOR_ALL(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 2) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
-
 FOR_ALL(session)
 FOR_ALL(hostile_server)
 
 #define T(n, what, fn)                                                                                       \
     { "memcheck: step" #n " " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
 
 static const struct test tests[] = {
     T_ALL("server and client: chat, replay, bad input, restart, SIGTERM, stdin EOF", session),

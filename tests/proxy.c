@@ -65,41 +65,44 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "limits.h" /* MAX_LINE */
+#include "util.h" /* now_ms(): CLOCK_MONOTONIC, so a clock change cannot fire or stall our timers */
 
 /* ---- limits: every bound of the proxy, in one place --------------------- */
 
-#define PROTO_LINE_MAX                                                                                       \
-    4096 /* longest protocol line, '\n' included;                                                            \
-            a longer one passes raw, uncounted */
-#define BUF_CAP                                                                                              \
-    (1024 * 1024) /* max bytes in any one connection buffer;                                                 \
-                     when full we stop reading that side */
+/* Each limit's comment stands above it: after the value it would not fit
+ * on the line, and clang-format would break the #define across lines. */
+
+/* Longest protocol line, '\n' included: the product's; a longer one passes raw, uncounted. */
+#define PROTO_LINE_MAX MAX_LINE
+/* Most bytes in any one connection buffer; when full we stop reading that side. */
+#define BUF_CAP (1024 * 1024)
 #define READ_CHUNK 16384 /* bytes per read() */
 #define MAX_CONNS 64 /* proxied connections; more are refused */
 #define MAX_CTLS 8 /* control connections; more are refused */
 #define CTL_LINE_MAX 512 /* longest command line */
-#define CTL_OUT_CAP                                                                                          \
-    65536 /* unread replies before we drop a                                                                 \
-             control connection */
+/* Unread replies before we drop a control connection. */
+#define CTL_OUT_CAP 65536
 #define MAX_STARTUP_FAULTS 32 /* --fault options */
 #define CONNECT_TIMEOUT_MS 5000 /* give up on a server connect() */
-#define LINGER_MS                                                                                            \
-    2000 /* after one side closed: max time to                                                               \
-            flush and wait for the other side */
+/* After one side closed: the most time to flush and wait for the other side. */
+#define LINGER_MS 2000
 #define MAX_MS 86400000LL /* longest accepted delay / down time */
 #define MAX_N 1000000000LL /* largest accepted N */
 #define LISTEN_BACKLOG 64
-#define MAX_PENDING                                                                                          \
-    256 /* unanswered MSGs tracked per connection;                                                           \
-           past it, inflight stays at this number */
+/* Unanswered MSGs tracked per connection; past it, inflight stays at this number. */
+#define MAX_PENDING 256
 
 /* ---- data --------------------------------------------------------------- */
 
-/* A growable byte buffer. Callers check the room before appending, so
- * len never passes the bound they care about (BUF_CAP, CTL_OUT_CAP...). */
-struct buf {
+/* A growable byte queue: appended at the end, consumed from the front.
+ * Not common/buf.h's bounded socket buffer: faults read and rewrite these
+ * bytes in place before anything is written. Callers check the room before
+ * appending, so len never passes the bound they care about (BUF_CAP,
+ * CTL_OUT_CAP...). */
+struct bytes {
     char *data;
     size_t len;
     size_t cap;
@@ -111,9 +114,9 @@ static const char *const side_name[2] = {"client", "server"};
 /* One direction of a connection: bytes read from fd[i], written to
  * fd[1 - i]. Bytes move in -> (dq) -> out; faults act between in and dq. */
 struct dir {
-    struct buf in; /* read, not yet framed (or held by hold-after) */
-    struct buf dq; /* delayed chunks: [struct chunk_hdr][bytes]... */
-    struct buf out; /* ready to be written */
+    struct bytes in; /* read, not yet framed (or held by hold-after) */
+    struct bytes dq; /* delayed chunks: [struct chunk_hdr][bytes]... */
+    struct bytes out; /* ready to be written */
     bool skipping; /* inside an overlong line: pass raw up to its '\n' */
     bool eof; /* the source will send nothing more */
     bool shut; /* EOF was passed on: shutdown(SHUT_WR) on the dest */
@@ -152,8 +155,8 @@ struct chan {
     bool is_stdin; /* replies go to stdout instead of back on fd */
     bool closing; /* peer gone: send what is left of the replies, close */
     bool skipping; /* dropping the rest of an overlong command */
-    struct buf in;
-    struct buf out;
+    struct bytes in;
+    struct bytes out;
 };
 
 /* One-shot faults. They fire on one MSG line, then disarm themselves. */
@@ -217,14 +220,6 @@ static _Noreturn void die(const char *fmt, ...) {
     exit(2);
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-
-    /* MONOTONIC: a clock change must not fire or stall our timers. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool would_block(void) {
     return errno == EAGAIN || errno == EWOULDBLOCK;
 }
@@ -267,7 +262,7 @@ static bool fd_fits(int fd) {
     return false;
 }
 
-static void buf_append(struct buf *b, const void *p, size_t n) {
+static void bytes_append(struct bytes *b, const void *p, size_t n) {
     if (n == 0) {
         return;
     }
@@ -289,7 +284,7 @@ static void buf_append(struct buf *b, const void *p, size_t n) {
     b->len += n;
 }
 
-static void buf_consume(struct buf *b, size_t n) {
+static void bytes_consume(struct bytes *b, size_t n) {
     if (n == 0) {
         return;
     }
@@ -297,14 +292,14 @@ static void buf_consume(struct buf *b, size_t n) {
     b->len -= n;
 }
 
-static void buf_free(struct buf *b) {
+static void bytes_free(struct bytes *b) {
     free(b->data);
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
 }
 
-static long long count_lines(const struct buf *b) {
+static long long count_lines(const struct bytes *b) {
     long long n = 0;
 
     for (size_t i = 0; i < b->len; i++) {
@@ -316,9 +311,9 @@ static long long count_lines(const struct buf *b) {
 /* ---- closing ------------------------------------------------------------ */
 
 static void dir_free(struct dir *d) {
-    buf_free(&d->in);
-    buf_free(&d->dq);
-    buf_free(&d->out);
+    bytes_free(&d->in);
+    bytes_free(&d->dq);
+    bytes_free(&d->out);
     d->skipping = false;
 }
 
@@ -361,7 +356,7 @@ static void start_close_timer(struct conn *c, int64_t now) {
 static void side_eof(struct conn *c, int i, int64_t now) {
     c->dir[i].eof = true;
     if (c->held) {
-        buf_free(&c->dir[i].in); /* held bytes die with the connection */
+        bytes_free(&c->dir[i].in); /* held bytes die with the connection */
     }
     start_close_timer(c, now);
     logmsg("conn #%lld: %s closed its side%s", c->id, side_name[i],
@@ -375,7 +370,7 @@ static void side_lost(struct conn *c, int i, const char *why, int64_t now) {
     c->fd[i] = -1;
     c->dir[i].eof = true;
     if (c->held) {
-        buf_free(&c->dir[i].in);
+        bytes_free(&c->dir[i].in);
     }
     dir_free(&c->dir[1 - i]);
     start_close_timer(c, now);
@@ -421,7 +416,7 @@ static void apply_shot(struct conn *c, int kind, int64_t now) {
     /* A cut: the client vanishes at once, with anything it sent after the
      * line. The server still gets what was passed on, then a clean EOF, so
      * it never reads half a line. */
-    buf_free(&c->dir[CLIENT].in);
+    bytes_free(&c->dir[CLIENT].in);
     c->dir[CLIENT].skipping = false;
     side_lost(c, CLIENT, shot_name[kind], now);
 }
@@ -538,15 +533,15 @@ static void enqueue(struct conn *c, int i, const char *p, size_t len, bool whole
         if (whole) {
             track_inflight(c, i, p, len);
         }
-        buf_append(&d->out, p, len);
+        bytes_append(&d->out, p, len);
         return;
     }
     memset(&h, 0, sizeof h);
     h.due = now + delay_of(i);
     h.len = len;
     h.whole = whole;
-    buf_append(&d->dq, &h, sizeof h);
-    buf_append(&d->dq, p, len);
+    bytes_append(&d->dq, &h, sizeof h);
+    bytes_append(&d->dq, p, len);
 }
 
 /* Length of the next chunk to pass on from d->in at pos, 0 to wait for
@@ -601,7 +596,7 @@ static int frame_lines(struct conn *c, int i, int64_t now) {
         }
         pos += len;
     }
-    buf_consume(&d->in, pos);
+    bytes_consume(&d->in, pos);
     return fired;
 }
 
@@ -619,10 +614,10 @@ static void release_due(struct conn *c, int i, int64_t now) {
         if (h.whole) {
             track_inflight(c, i, d->dq.data + pos + sizeof h, h.len);
         }
-        buf_append(&d->out, d->dq.data + pos + sizeof h, h.len);
+        bytes_append(&d->out, d->dq.data + pos + sizeof h, h.len);
         pos += sizeof h + h.len;
     }
-    buf_consume(&d->dq, pos);
+    bytes_consume(&d->dq, pos);
 }
 
 /* Bytes read from side i are thrown away under blackhole, or when there
@@ -664,7 +659,7 @@ static void dir_flush(struct conn *c, int i, int64_t now) {
     }
     n = write_retry(fd, d->out.data, d->out.len);
     if (n > 0) {
-        buf_consume(&d->out, (size_t)n); /* a partial write keeps the rest */
+        bytes_consume(&d->out, (size_t)n); /* a partial write keeps the rest */
     } else if (n < 0 && !would_block()) {
         side_lost(c, 1 - i, strerror(errno), now);
     }
@@ -701,7 +696,7 @@ static void side_read(struct conn *c, int i, int64_t now) {
     n = read_retry(c->fd[i], tmp, want < sizeof tmp ? want : sizeof tmp);
     if (n > 0) {
         if (!discard) {
-            buf_append(&d->in, tmp, (size_t)n);
+            bytes_append(&d->in, tmp, (size_t)n);
         }
     } else if (n == 0) {
         side_eof(c, i, now);
@@ -1052,12 +1047,12 @@ static void chan_reply(struct chan *ch, const char *text) {
     if (ch->out.len + len + 1 > CTL_OUT_CAP) {
         /* It sends commands but never reads the replies: drop it. */
         logmsg("control connection does not read its replies: closed");
-        buf_free(&ch->out);
+        bytes_free(&ch->out);
         ch->closing = true;
         return;
     }
-    buf_append(&ch->out, text, len);
-    buf_append(&ch->out, "\n", 1);
+    bytes_append(&ch->out, text, len);
+    bytes_append(&ch->out, "\n", 1);
 }
 
 static void chan_line(struct chan *ch, char *line, int64_t now) {
@@ -1088,12 +1083,12 @@ static void chan_run(struct chan *ch, int64_t now) {
         chan_line(ch, ch->in.data + pos, now);
         pos = (size_t)(nl - ch->in.data) + 1;
     }
-    buf_consume(&ch->in, pos);
+    bytes_consume(&ch->in, pos);
     if (ch->in.len >= CTL_LINE_MAX) {
         if (!ch->skipping) {
             chan_reply(ch, "ERR command too long");
         }
-        buf_free(&ch->in);
+        bytes_free(&ch->in);
         ch->skipping = true;
     }
 }
@@ -1106,13 +1101,13 @@ static void chan_read(struct chan *ch, int64_t now) {
         return;
     }
     if (n > 0) {
-        buf_append(&ch->in, tmp, (size_t)n);
+        bytes_append(&ch->in, tmp, (size_t)n);
         chan_run(ch, now);
         return;
     }
     /* EOF (or error): a last command without '\n' still counts. */
     if (ch->in.len > 0) {
-        buf_append(&ch->in, "\n", 1);
+        bytes_append(&ch->in, "\n", 1);
         chan_run(ch, now);
     }
     ch->closing = true;
@@ -1126,9 +1121,9 @@ static void chan_flush(struct chan *ch) {
     }
     n = write_retry(ch->fd, ch->out.data, ch->out.len);
     if (n > 0) {
-        buf_consume(&ch->out, (size_t)n);
+        bytes_consume(&ch->out, (size_t)n);
     } else if (n < 0 && !would_block()) {
-        buf_free(&ch->out);
+        bytes_free(&ch->out);
         ch->closing = true;
     }
 }
@@ -1137,8 +1132,8 @@ static void chan_free(int slot) {
     struct chan *ch = g.ctls[slot];
 
     close(ch->fd);
-    buf_free(&ch->in);
-    buf_free(&ch->out);
+    bytes_free(&ch->in);
+    bytes_free(&ch->out);
     free(ch);
     g.ctls[slot] = NULL;
 }
@@ -1325,7 +1320,7 @@ static void service_all(int64_t now) {
     }
     if (g.stdin_open && g.stdin_chan.closing) {
         g.stdin_open = false; /* stdin EOF: only the control port is left */
-        buf_free(&g.stdin_chan.in);
+        bytes_free(&g.stdin_chan.in);
     }
 }
 
@@ -1492,7 +1487,7 @@ static void cleanup(void) {
             chan_free(s);
         }
     }
-    buf_free(&g.stdin_chan.in);
+    bytes_free(&g.stdin_chan.in);
     freeaddrinfo(g.server_ai);
     close(g.listen_fd);
     close(g.control_fd);

@@ -16,6 +16,12 @@
 #define FOR_1_4(fn) FOR_STEP(fn, 1) FOR_STEP(fn, 4)
 #define FOR_3_4(fn) FOR_STEP(fn, 3) FOR_STEP(fn, 4)
 
+/* The table rows of those wrappers. Each file defines T(n, what, fn), one
+ * step's row with the file's own name pattern, before its table. */
+#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
+#define T_1_4(what, fn) T(1, what, fn), T(4, what, fn)
+#define T_3_4(what, fn) T(3, what, fn), T(4, what, fn)
+
 extern const struct test basics_tests[]; /* test_basics.c: one server and its clients, bad input */
 extern const int basics_count;
 extern const struct test delivery_tests[]; /* test_delivery.c: each step's guarantee and weakness */

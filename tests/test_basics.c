@@ -41,22 +41,6 @@ static long next_n = 100000;
  * Small helpers
  * ------------------------------------------------------------------- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    REQUIRE(p != NULL);
-    return p;
-}
-
-static const char *server_bin(int step) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    return bin_path(rel);
-}
-
-static int connected(struct proc *c) {
-    return proc_err_count(c, "connected as");
-}
-
 /* A MSG line (newline included) in the grammar of that step; malloc'd.
  * n is the ack id (step 3+) and names the client offset (step 4). */
 static char *msg_line(int step, long n, const char *text) {
@@ -72,16 +56,12 @@ static char *msg_line(int step, long n, const char *text) {
     return s;
 }
 
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 /* A raw peer that said HELLO <offset> and got its WELCOME. */
 static int hello(int port, long long offset) {
     char line[64];
     int fd = tcp_connect(port);
     snprintf(line, sizeof line, "HELLO %lld\n", offset);
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     REQUIRE(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
     return fd;
 }
@@ -92,7 +72,7 @@ static int hello(int port, long long offset) {
 static void raw_say(int step, int fd, const char *text) {
     long n = ++next_n;
     char *line = msg_line(step, n, text), ack[32];
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     free(line);
     if (step >= 3) {
         snprintf(ack, sizeof ack, "ACK %ld", n);
@@ -100,22 +80,6 @@ static void raw_say(int step, int fd, const char *text) {
     } else {
         REQUIRE(tcp_wait_line(fd, text, WAIT_MS));
     }
-}
-
-/* The number of complete lines in a growing stdout, counted from where
- * the last call stopped (the slow-reader test has megabytes of it). */
-struct line_counter {
-    size_t pos;
-    long lines;
-};
-
-static long count_lines(struct proc *p, struct line_counter *lc) {
-    const char *nl;
-    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
-        lc->lines++;
-        lc->pos = (size_t)(nl - p->out) + 1;
-    }
-    return lc->lines;
 }
 
 /* ---------------------------------------------------------------------
@@ -161,50 +125,6 @@ static char *db_dump(const char *db, long long upto) {
     return copy;
 }
 
-/* Checks that buf holds exactly one line per stored row first < id <= last,
- * in id order, ids contiguous: "CHAT <id> <text>" as the server sends it
- * (wire), or "<id> <text>" as a client prints it (texts here are plain).
- * Reports the first difference. */
-static void check_rows_in(const char *what, const char *buf, const char *db, long long first, long long last,
-                          int wire) {
-    sqlite3 *h = db_open_ro(db);
-    sqlite3_stmt *st = NULL;
-    size_t len = strlen(buf), pos = 0;
-    long long expect_id = first + 1;
-    char head[48];
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id > ? AND id <= ? ORDER BY id", -1,
-                               &st, NULL) == SQLITE_OK);
-    sqlite3_bind_int64(st, 1, first);
-    sqlite3_bind_int64(st, 2, last);
-    int ok = 1;
-    while (ok && sqlite3_step(st) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0);
-        const char *text = (const char *)sqlite3_column_text(st, 1);
-        size_t hl = (size_t)snprintf(head, sizeof head, "%s%lld ", wire ? "CHAT " : "", id),
-               tl = strlen(text);
-        if (id != expect_id) {
-            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
-                      expect_id - 1);
-            ok = 0;
-        } else if (pos + hl + tl + 1 > len || memcmp(buf + pos, head, hl) != 0 ||
-                   memcmp(buf + pos + hl, text, tl) != 0 || memcmp(buf + pos + hl + tl, "\n", 1) != 0) {
-            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
-                      what, id, pos, buf + pos);
-            ok = 0;
-        }
-        pos += hl + tl + 1;
-        expect_id++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    if (ok && expect_id != last + 1) {
-        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
-                  expect_id - 1);
-    } else if (ok && pos != len) {
-        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, buf + pos);
-    }
-}
-
 /* What follows the first line (the WELCOME) of a raw peer's log. */
 static const char *after_welcome(int fd) {
     const char *log = tcp_log(fd), *nl = strchr(log, '\n');
@@ -212,36 +132,11 @@ static const char *after_welcome(int fd) {
     return nl ? nl + 1 : "";
 }
 
-/* The table as store.c creates it, filled with n rows in one transaction. */
-static void make_db(const char *db, int step, int n, int text_len) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *text = xmalloc((size_t)text_len + 1), offset[32];
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", -1, &st,
-                               NULL) == SQLITE_OK);
-    for (int i = 1; i <= n; i++) {
-        int k = snprintf(text, (size_t)text_len + 1, "row %d ", i);
-        memset(text + k, 'r', (size_t)(text_len - k));
-        text[text_len] = '\0';
-        snprintf(offset, sizeof offset, "pre-%d", i);
-        if (step == 4) {
-            sqlite3_bind_text(st, 1, offset, -1, SQLITE_STATIC);
-        } else {
-            sqlite3_bind_null(st, 1);
-        }
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
-    free(text);
+/* Row i of a long history: "row <i> rrr...", 250 bytes. */
+static void row_250(long i, char *buf, size_t cap) {
+    int k = snprintf(buf, cap, "row %ld ", i);
+    memset(buf + k, 'r', 250 - (size_t)k);
+    buf[250] = '\0';
 }
 
 /* ---------------------------------------------------------------------
@@ -286,7 +181,7 @@ static void check_still_serves(int step, int port, const char *db, const struct 
     }
     long long rows = db_count(db, "1");
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) >= 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) >= 1, WAIT_MS);
     WAIT_UNTIL(proc_out_lines(c) >= rows, WAIT_MS);
     snprintf(text, sizeof text, "still served %ld", ++next_n);
     proc_write(c, "%s\n", text);
@@ -313,7 +208,7 @@ static void chat_basics(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL), *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, WAIT_MS);
     proc_write(a, "hello from a\n");
     WAIT_UNTIL(proc_out_lines(a) == 1 && proc_out_lines(b) == 1, WAIT_MS);
     proc_write(b, "hi from b, with spaces  and a tab\there\n");
@@ -352,7 +247,7 @@ static void catchup_client_restart(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1, WAIT_MS);
     int raw = hello(port, 0);
     raw_say(step, raw, "before 1");
     WAIT_UNTIL(proc_out_lines(a) == 1, WAIT_MS);
@@ -361,7 +256,7 @@ static void catchup_client_restart(int step) {
     raw_say(step, raw, "away 2");
     raw_say(step, raw, "away 3");
     struct proc *a2 = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a2) == 1 && proc_out_lines(a2) == 3, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a2) == 1 && proc_out_lines(a2) == 3, WAIT_MS);
     raw_say(step, raw, "live 4");
     WAIT_UNTIL(proc_out_lines(a2) == 4, WAIT_MS);
     CHECK(strcmp(a->out, "1 before 1\n") == 0);
@@ -375,10 +270,8 @@ static void catchup_server_restart(int step) {
     const char *db = tmppath("chat.db");
     struct proc *s1 = server_start(step, db, NULL);
     int port = proc_port(s1);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *a = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1, WAIT_MS);
     int raw = hello(port, 0);
     raw_say(step, raw, "m1");
     WAIT_UNTIL(proc_out_lines(a) == 1, WAIT_MS);
@@ -394,10 +287,8 @@ static void catchup_server_restart(int step) {
     CHECK_EQ_INT(proc_wait_exit(s2, WAIT_MS), 0);
     CHECK_EQ_INT(proc_out_lines(a), 1);
 
-    const char *same_port[] = {"--port", port_s, NULL};
-    struct proc *s3 = server_start(step, db, same_port);
-    REQUIRE(proc_port(s3) == port);
-    WAIT_UNTIL(connected(a) == 2 && proc_out_lines(a) == 3, WAIT_MS);
+    server_restart(step, db, port);
+    WAIT_UNTIL(proc_connected(a) == 2 && proc_out_lines(a) == 3, WAIT_MS);
     int raw3 = hello(port, 3);
     raw_say(step, raw3, "m4");
     WAIT_UNTIL(proc_out_lines(a) == 4, WAIT_MS);
@@ -429,7 +320,7 @@ static void hello_offset(int step) {
     REQUIRE(tcp_wait_line(p4, "CHAT 6 row 6", WAIT_MS));
     CHECK(strcmp(after_welcome(p2), "CHAT 3 row 3\nCHAT 4 row 4\nCHAT 5 row 5\nCHAT 6 row 6\n") == 0);
     CHECK(strcmp(after_welcome(p3), "CHAT 6 row 6\n") == 0);
-    check_rows_in("HELLO 0", after_welcome(p4), db, 0, 6, 1);
+    db_check_lines("HELLO 0", after_welcome(p4), db, 0, 6, 1);
 }
 
 /* 20000 rows, far more than MAX_OUTPUT: a peer that says HELLO 0 and
@@ -437,11 +328,11 @@ static void hello_offset(int step) {
  * the server serves others meanwhile. */
 static void replay_streams(int step) {
     const char *db = tmppath("chat.db");
-    make_db(db, step, 20000, 250);
+    db_make(db, 20000, step == 4, row_250);
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     int p1 = tcp_connect(port);
-    send_str(p1, "HELLO 0\n");
+    tcp_send_str(p1, "HELLO 0\n");
     REQUIRE(tcp_wait_line(p1, "WELCOME ", WAIT_MS)); /* reads one chunk, then nothing for a while */
     int p2 = hello(port, 20000);
     raw_say(step, p2, "live during replay");
@@ -449,7 +340,7 @@ static void replay_streams(int step) {
     CHECK(strncmp(after_welcome(p2), live, sizeof live - 1) == 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 0);
     CHECK(tcp_wait_line(p1, "CHAT 20001 ", 20000));
-    check_rows_in("HELLO 0 after 20000 rows", after_welcome(p1), db, 0, 20001, 1);
+    db_check_lines("HELLO 0 after 20000 rows", after_welcome(p1), db, 0, 20001, 1);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 0);
     CHECK_EQ_INT(proc_err_count(s, "disconnected"), 0);
 }
@@ -465,9 +356,7 @@ static void overlong_no_newline(int step) {
     struct snapshot snap = seed(step, port, db);
     int fd = hello(port, 0);
     size_t n = 3 * MAX_LINE;
-    char *big = xmalloc(n);
-    memset(big, 'L', n);
-    memcpy(big, "MSG ", 4);
+    char *big = over_long(n, "MSG ");
     tcp_send(fd, big, n);
     CHECK(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     CHECK(tcp_wait_closed(fd, WAIT_MS));
@@ -483,12 +372,10 @@ static void overlong_newline_later(int step) {
     int fd = hello(port, 0);
     /* MAX_LINE + 1 bytes with the newline: one too many */
     size_t n = MAX_LINE + 1;
-    char *big = xmalloc(n), *after = msg_line(step, ++next_n, "after the long line");
-    memset(big, 'L', n);
-    memcpy(big, "MSG ", 4);
+    char *big = over_long(n, "MSG "), *after = msg_line(step, ++next_n, "after the long line");
     big[n - 1] = '\n';
     tcp_send(fd, big, n);
-    send_str(fd, after);
+    tcp_send_str(fd, after);
     CHECK(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     CHECK(tcp_wait_closed(fd, WAIT_MS));
     CHECK_EQ_INT(db_count(db, "content LIKE '%after the long line%'"), 0);
@@ -505,14 +392,8 @@ static void overlong_newline_later(int step) {
  * must refuse it (it is also longer than MAX_TEXT), and go on serving. */
 static void line_at_limit(int step) {
     const char *db = tmppath("chat.db");
-    sqlite3 *h = NULL;
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT);"
-                         " INSERT INTO messages VALUES (1000000, NULL, 'the millionth');",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
+    db_make(db, 0, 0, NULL);
+    db_exec(db, "INSERT INTO messages VALUES (1000000, NULL, 'the millionth')");
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
@@ -525,7 +406,7 @@ static void line_at_limit(int step) {
     line[MAX_LINE - 1] = '\n';
     line[MAX_LINE] = '\0';
     REQUIRE(tl > MAX_TEXT);
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     CHECK(tcp_wait_line(fd, step <= 2 ? "ERR message too long" : "REJECT 1 message too long", WAIT_MS));
     char where[64];
     snprintf(where, sizeof where, "length(content) > %d", MAX_TEXT);
@@ -572,13 +453,13 @@ static void unknown_verb(int step) {
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
     int fd = tcp_connect(port);
-    send_str(fd, "NOPE 1 2 3\n");
+    tcp_send_str(fd, "NOPE 1 2 3\n");
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
-    send_str(fd, "hello 0\n"); /* verbs are case-sensitive */
+    tcp_send_str(fd, "hello 0\n"); /* verbs are case-sensitive */
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
-    send_str(fd, "HELLO 0\n");
+    tcp_send_str(fd, "HELLO 0\n");
     CHECK(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
-    send_str(fd, "CHAT 1 not from a client\n");
+    tcp_send_str(fd, "CHAT 1 not from a client\n");
     CHECK(tcp_wait_line(fd, "ERR unknown verb", WAIT_MS));
     CHECK_EQ_INT(max_id(db), snap.max_id);
     raw_say(step, fd, "still open after unknown verbs");
@@ -595,9 +476,9 @@ static void chat_before_hello(int step) {
     struct snapshot snap = seed(step, port, db);
     int fd = tcp_connect(port);
     char *line = msg_line(step, ++next_n, "too early");
-    send_str(fd, line);
+    tcp_send_str(fd, line);
     CHECK(tcp_wait_line(fd, "ERR", WAIT_MS));
-    send_str(fd, "HELLO 0\n");
+    tcp_send_str(fd, "HELLO 0\n");
     CHECK(tcp_wait_line(fd, "WELCOME ", WAIT_MS));
     CHECK_EQ_INT(db_count(db, "content LIKE '%too early%'"), 0);
     free(line);
@@ -625,12 +506,12 @@ static void bad_offsets(int step) {
     struct snapshot snap = seed(step, port, db);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int fd = tcp_connect(port);
-        send_str(fd, bad[i]);
+        tcp_send_str(fd, bad[i]);
         if (!tcp_wait_line(fd, "ERR", WAIT_MS)) {
             test_fail(__FILE__, __LINE__, "no ERR for %.*s", (int)strlen(bad[i]) - 1, bad[i]);
         }
         CHECK(strstr(tcp_log(fd), "WELCOME") == NULL);
-        send_str(fd, "HELLO 0\n"); /* the connection stays open */
+        tcp_send_str(fd, "HELLO 0\n"); /* the connection stays open */
         if (!tcp_wait_line(fd, "WELCOME ", WAIT_MS)) {
             test_fail(__FILE__, __LINE__, "no WELCOME after %.*s", (int)strlen(bad[i]) - 1, bad[i]);
         }
@@ -652,7 +533,7 @@ static void silent_peer(int step) {
     int port = proc_port(s);
     struct snapshot snap = seed(step, port, db);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1 && proc_out_lines(c) == 2, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1 && proc_out_lines(c) == 2, WAIT_MS);
     long long t0 = now_ms();
     int fd = tcp_connect(port);
     CHECK(tcp_wait_line(fd, "PING", 2000));
@@ -673,40 +554,20 @@ static void silent_peer(int step) {
  * drops it once MAX_OUTPUT is queued for it; the others get everything;
  * a fresh HELLO 0 catches up on every row (nothing lost). */
 static void slow_reader(int step) {
-    enum { TEXT_LEN = 3000, WINDOW = 16, MAX_MSGS = 6000 };
     struct proc *s = server_start(step, NULL, NULL);
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *recv = client_start(step, port, NULL), *send = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(recv) == 1 && connected(send) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(recv) == 1 && proc_connected(send) == 1, WAIT_MS);
     int slow = hello(port, 0);
     struct line_counter rc = {0, 0}, sc = {0, 0};
-    char *text = xmalloc(TEXT_LEN + 1);
-    long sent = 0;
-    long long end = now_ms() + 25000;
-    while (proc_err_count(s, "output buffer full") == 0) {
-        if (sent >= MAX_MSGS || now_ms() > end) {
-            test_fail(__FILE__, __LINE__, "slow peer not dropped after %ld messages of %d bytes", sent,
-                      TEXT_LEN);
-            test_abort();
-        }
-        long r = count_lines(recv, &rc), w = count_lines(send, &sc);
-        if (sent - (r < w ? r : w) < WINDOW) {
-            int k = snprintf(text, TEXT_LEN + 1, "slow %06ld ", sent + 1);
-            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
-            text[TEXT_LEN] = '\0';
-            proc_write(send, "%s\n", text);
-            sent++;
-        } else {
-            pump(20);
-        }
-    }
-    WAIT_UNTIL(count_lines(recv, &rc) >= sent && count_lines(send, &sc) >= sent, 10000);
+    long sent = chat_until_cut(s, send, recv, &sc, &rc, "slow", 0);
+    WAIT_UNTIL(proc_count_lines(recv, &rc) >= sent && proc_count_lines(send, &sc) >= sent, 10000);
     WAIT_UNTIL(db_count(db, "1") >= sent, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "1"), sent);
     CHECK_EQ_INT(max_id(db), sent);
-    check_rows_in("receiver's stdout", recv->out, db, 0, sent, 0);
-    check_rows_in("sender's stdout", send->out, db, 0, sent, 0);
+    db_check_lines("receiver's stdout", recv->out, db, 0, sent, 0);
+    db_check_lines("sender's stdout", send->out, db, 0, sent, 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 1);
     CHECK_EQ_INT(proc_err_count(recv, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(send, "disconnected"), 0);
@@ -715,9 +576,8 @@ static void slow_reader(int step) {
     char needle[32];
     snprintf(needle, sizeof needle, "CHAT %ld ", sent);
     CHECK(tcp_wait_line(fresh, needle, 10000));
-    check_rows_in("a fresh HELLO 0", after_welcome(fresh), db, 0, sent, 1);
-    fprintf(stderr, "note: slow peer dropped after %ld messages of %d bytes\n", sent, TEXT_LEN);
-    free(text);
+    db_check_lines("a fresh HELLO 0", after_welcome(fresh), db, 0, sent, 1);
+    fprintf(stderr, "note: slow peer dropped after %ld messages of %d bytes\n", sent, CUT_TEXT_LEN);
 }
 
 /* The server freezes (SIGSTOP) without closing: the client notices by
@@ -728,7 +588,7 @@ static void server_frozen(int step) {
     int port = proc_port(s);
     const char *cx[] = {"--timeout", "300", NULL};
     struct proc *c = client_start(step, port, cx);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "before the freeze\n");
     WAIT_UNTIL(proc_out_lines(c) == 1, WAIT_MS);
     proc_signal(s, SIGSTOP);
@@ -738,9 +598,9 @@ static void server_frozen(int step) {
     CHECK_EQ_INT(proc_err_count(c, "disconnected (ping timeout)"), 1);
     /* it keeps trying: a second attempt (the handshake gets no WELCOME) */
     WAIT_UNTIL(proc_err_count(c, "reconnecting in") >= 2, 3000);
-    CHECK_EQ_INT(connected(c), 1);
+    CHECK_EQ_INT(proc_connected(c), 1);
     proc_signal(s, SIGCONT);
-    WAIT_UNTIL(connected(c) == 2, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 2, WAIT_MS);
     proc_write(c, "after the thaw\n");
     WAIT_UNTIL(db_count(db, "content = 'after the thaw'") == 1, WAIT_MS);
     WAIT_UNTIL(proc_out_count(c, "2 after the thaw\n") == 1, WAIT_MS);
@@ -820,7 +680,7 @@ static void display_escapes(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     int fd = hello(port, 0);
     raw_say(step, fd, text);
     WAIT_UNTIL(proc_out_lines(c) == 1, WAIT_MS);
@@ -844,7 +704,7 @@ static void client_eof(int step) {
     const char *db = tmppath("chat.db");
     struct proc *c = client_start(step, proc_port(s), NULL);
     if (step == 1) {
-        WAIT_UNTIL(connected(c) == 1, WAIT_MS); /* step 1 drops what is typed before */
+        WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS); /* step 1 drops what is typed before */
     }
     proc_write(c, "eof one\neof two\n\neof three\r\neof four\neof five");
     proc_close_stdin(c);
@@ -878,11 +738,10 @@ static void client_big_stdin(int step) {
         fprintf(f, "big-%05d\n", i);
     }
     REQUIRE(fclose(f) == 0);
-    char port[16], rel[32];
+    char port[16];
     snprintf(port, sizeof port, "%d", proc_port(s));
-    snprintf(rel, sizeof rel, "step%d/client", step);
-    const char *argv[] = {"/bin/sh", "-c", "exec \"$0\" --port \"$1\" < \"$2\"", bin_path(rel), port,
-                          input,     NULL};
+    const char *argv[] = {
+        "/bin/sh", "-c", "exec \"$0\" --port \"$1\" < \"$2\"", step_bin(step, "client"), port, input, NULL};
     struct proc *c = proc_start("big-stdin", argv);
     /* 20000 round trips: 4 s idle, over 23 s with the sanitizers on a
      * loaded machine; bounded by the test's limit, not by a guess */
@@ -920,7 +779,7 @@ static void client_heartbeat(int step) {
     static const char welcome[] = "WELCOME fakefakefakefakefake 200 200 0\n";
     REQUIRE(write(fd, welcome, sizeof welcome - 1) == (ssize_t)(sizeof welcome - 1));
     long long t0 = now_ms();
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     WAIT_UNTIL(proc_err_count(c, "disconnected") == 1, 3000);
     long long elapsed = now_ms() - t0;
     if (elapsed < 390 || elapsed > 1500) {
@@ -973,7 +832,7 @@ static void socket_ids(int step) {
     CHECK(strcmp(ida, idb) != 0);
     CHECK_EQ_INT(proc_err_count(s, ida), 1); /* "server: <id> connected" */
     CHECK_EQ_INT(proc_err_count(s, idb), 1);
-    send_str(a, "HELLO 0\n"); /* once is enough */
+    tcp_send_str(a, "HELLO 0\n"); /* once is enough */
     CHECK(tcp_wait_line(a, "ERR HELLO already received", WAIT_MS));
 }
 
@@ -982,12 +841,13 @@ static void cli_errors(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", proc_port(s));
-    const char *taken[] = {server_bin(step), "--port", port_s, "--db", tmppath("other.db"), NULL};
+    const char *taken[] = {step_bin(step, "server"), "--port", port_s, "--db", tmppath("other.db"), NULL};
     struct proc *p = proc_start("server-port-taken", taken);
     CHECK_EQ_INT(proc_wait_exit(p, WAIT_MS), 1);
     CHECK_EQ_INT(proc_err_count(p, "cannot listen"), 1);
     CHECK_EQ_INT(proc_port(p), 0);
-    const char *nodb[] = {server_bin(step), "--port", "0", "--db", tmppath("no/such/dir/chat.db"), NULL};
+    const char *nodb[] = {step_bin(step, "server"),       "--port", "0", "--db",
+                          tmppath("no/such/dir/chat.db"), NULL};
     struct proc *q = proc_start("server-bad-db", nodb);
     CHECK_EQ_INT(proc_wait_exit(q, WAIT_MS), 1);
     CHECK_EQ_INT(proc_err_count(q, "cannot open the database"), 1);
@@ -1047,8 +907,6 @@ FOR_ALL(cli_port0_signals)
 
 #define T(n, what, fn)                                                                                       \
     { "step" #n " " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_1_4(what, fn) T(1, what, fn), T(4, what, fn)
 
 const struct test basics_tests[] = {
     /* slow ones first, so that they overlap with the quick ones */

@@ -664,6 +664,17 @@ static int log_child_run(struct log_child *c, int ready_ms, char *out, size_t ca
     return wait_child(c->pid, WAIT_MS);
 }
 
+/* Start a child running body, run it through (log_child_run()), check
+ * that it exited 0, and return what it wrote (up to 4 MB, malloc'd). */
+static char *log_child_output(int (*body)(void), int ready_ms, size_t *len, size_t *before) {
+    struct log_child c;
+    size_t cap = 4 * 1024 * 1024;
+    char *out = xmalloc(cap + 1);
+    log_child_start(&c, body);
+    CHECK_EQ_INT(log_child_run(&c, ready_ms, out, cap, len, before), 0);
+    return out;
+}
+
 /* "server: N log lines dropped (stderr was not read)": N, else 0. */
 static unsigned long dropped_count(const char *line) {
     char *end;
@@ -695,12 +706,8 @@ static int flood_body(void) {
 }
 
 static void log_flood_never_blocks(void) {
-    struct log_child c;
-    size_t cap = 4 * 1024 * 1024, len, before;
-    char *out = malloc(cap + 1);
-    REQUIRE(out != NULL);
-    log_child_start(&c, flood_body);
-    CHECK_EQ_INT(log_child_run(&c, FLOOD_MS, out, cap, &len, &before), 0);
+    size_t len, before;
+    char *out = log_child_output(flood_body, FLOOD_MS, &len, &before);
     /* What waited in the child: at most LOG_MAX, and the two lines after. */
     CHECK(before > 0);
     CHECK(len - before <= LOG_MAX + 128);
@@ -752,12 +759,8 @@ static int conn_body(void) {
 }
 
 static void log_conn_gives_way(void) {
-    struct log_child c;
-    size_t cap = 4 * 1024 * 1024, len, before;
-    char *out = malloc(cap + 1);
-    REQUIRE(out != NULL);
-    log_child_start(&c, conn_body);
-    CHECK_EQ_INT(log_child_run(&c, WAIT_MS, out, cap, &len, &before), 0);
+    size_t len, before;
+    char *out = log_child_output(conn_body, WAIT_MS, &len, &before);
     CHECK(strstr(out, "server: early connection\n") == out);
     CHECK(strstr(out, "server: connection ") == NULL);
     CHECK(strstr(out, "\nserver: 10" DROPPED "\nserver: this one matters\nserver: end\n") != NULL);

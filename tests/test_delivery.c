@@ -115,6 +115,12 @@ static void wait_stored(const char *t) {
     AWAIT(rows_of(t) >= 1, WAIT_MS, "'%s' stored", t);
 }
 
+/* c types tag-<i>, and it is stored. */
+static void say_stored(struct proc *c, const char *tag, int i) {
+    proc_write(c, "%s\n", text(tag, i));
+    wait_stored(text(tag, i));
+}
+
 /* Stored once each, and in the order typed: texts tag-first..tag-last */
 static void check_once_in_order(const char *tag, int first, int last) {
     for (int i = first; i <= last; i++) {
@@ -163,6 +169,15 @@ static void wait_err(struct proc *p, const char *needle, int n) {
 
 static void wait_connected(struct proc *c, int n) {
     wait_err(c, "connected as", n);
+}
+
+/* After a fault that lost tag-002: c connects again, tag-003 is stored,
+ * and tag-002 never is; with tag-001, two rows in all. */
+static void check_second_lost(struct proc *c, const char *tag) {
+    wait_connected(c, 2);
+    say_stored(c, tag, 3);
+    CHECK_EQ_INT(rows_of(text(tag, 2)), 0);
+    CHECK_EQ_INT(rows_total(), 2);
 }
 
 /* types "<tag>-<from>" .. "<tag>-<to>", one write */
@@ -329,6 +344,28 @@ static void check_receiver_is_table(struct proc *r) {
     }
 }
 
+struct fault_env {
+    struct proc *srv, *c;
+    struct proxy px;
+    int port;
+};
+
+static struct fault_env fault_env(int step, const char *const cargs[]) {
+    struct fault_env e;
+    e.srv = start_server(step);
+    e.port = proc_port(e.srv);
+    e.px = proxy_start(e.port);
+    e.c = client_start(step, e.px.port, cargs);
+    wait_connected(e.c, 1);
+    return e;
+}
+
+/* The proxy refuses every connection until "up", and c has noticed. */
+static void link_down(struct fault_env *e) {
+    proxy_cmd(&e->px, "down");
+    wait_err(e->c, "disconnected", 1);
+}
+
 /* ---------------------------------------------------------------------
  * Step 1: at most once
  * ------------------------------------------------------------------- */
@@ -338,8 +375,7 @@ static void s1_typed_while_down_dropped(void) {
     int port = proc_port(srv);
     struct proc *c = start_client(1, port);
     wait_connected(c, 1);
-    proc_write(c, "a-001\n");
-    wait_stored("a-001");
+    say_stored(c, "a", 1);
 
     proc_kill(srv);
     wait_err(c, "disconnected", 1);
@@ -347,11 +383,7 @@ static void s1_typed_while_down_dropped(void) {
     wait_err(c, "dropped: a-002", 1);
 
     restart_server(1, srv, port);
-    wait_connected(c, 2);
-    proc_write(c, "a-003\n");
-    wait_stored("a-003");
-    CHECK_EQ_INT(rows_of("a-002"), 0);
-    CHECK_EQ_INT(rows_total(), 2);
+    check_second_lost(c, "a");
 }
 
 static void s1_rows_survive_restart(void) {
@@ -399,17 +431,13 @@ static void s1_receiver_catches_up(void) {
  * ------------------------------------------------------------------- */
 
 static void s2_network_down_nothing_lost(void) {
-    struct proc *srv = start_server(2);
-    struct proxy px = proxy_start(proc_port(srv));
-    struct proc *c = start_client(2, px.port);
-    wait_connected(c, 1);
-
-    proxy_cmd(&px, "down");
-    wait_err(c, "disconnected", 1);
+    struct fault_env e = fault_env(2, CLI12_ARGS);
+    struct proc *c = e.c;
+    link_down(&e);
     type_range(c, "d", 1, 3);
     hold_fault(300); /* down while the client reads them */
     CHECK_EQ_INT(rows_total(), 0);
-    proxy_cmd(&px, "up");
+    proxy_cmd(&e.px, "up");
     wait_distinct("d", 3, WAIT_MS);
     check_once_in_order("d", 1, 3);
 }
@@ -419,19 +447,13 @@ static void s2_cut_line_lost(void) {
     struct proxy px = proxy_start(proc_port(srv));
     struct proc *c = start_client(2, px.port);
     wait_connected(c, 1);
-    proc_write(c, "e-001\n");
-    wait_stored("e-001");
+    say_stored(c, "e", 1);
 
     proxy_cmd(&px, "cut-before 1");
     proc_write(c, "e-002\n");
     wait_err(c, "disconnected", 1);
     CHECK_EQ_INT(proxy_stat(&px, "fired"), 1);
-    wait_connected(c, 2);
-    proc_write(c, "e-003\n");
-    wait_stored("e-003");
-    /* e-002 would have gone out before e-003: it is gone for good */
-    CHECK_EQ_INT(rows_of("e-002"), 0);
-    CHECK_EQ_INT(rows_total(), 2);
+    check_second_lost(c, "e"); /* e-002 would have gone out before e-003: it is gone for good */
 }
 
 static void s2_unread_lines_lost_on_server_kill(void) {
@@ -440,8 +462,7 @@ static void s2_unread_lines_lost_on_server_kill(void) {
     struct proxy px = proxy_start(port);
     struct proc *c = start_client(2, px.port);
     wait_connected(c, 1);
-    proc_write(c, "f-001\n");
-    wait_stored("f-001");
+    say_stored(c, "f", 1);
 
     stop_proc(srv);
     type_range(c, "f", 2, 4);
@@ -449,8 +470,7 @@ static void s2_unread_lines_lost_on_server_kill(void) {
     AWAIT(proxy_stat(&px, "msgs") >= 4, WAIT_MS, "the proxy to forward f-002..f-004");
     restart_server(2, srv, port);
     wait_connected(c, 2);
-    proc_write(c, "f-005\n");
-    wait_stored("f-005");
+    say_stored(c, "f", 5);
     for (int i = 2; i <= 4; i++) {
         CHECK_EQ_INT(rows_of(text("f", i)), 0);
     }
@@ -466,26 +486,21 @@ static void s2_locked_db_loses(void) {
     proc_write(c, "g-001\n");
     wait_err(srv, "insert failed", 1);
     db_unlock(lock);
-    proc_write(c, "g-002\n");
-    wait_stored("g-002");
+    say_stored(c, "g", 2);
     CHECK_EQ_INT(rows_of("g-001"), 0);
     CHECK_EQ_INT(rows_total(), 1);
 }
 
 static void s2_eof_while_disconnected_flushes(void) {
-    struct proc *srv = start_server(2);
-    struct proxy px = proxy_start(proc_port(srv));
-    struct proc *c = start_client(2, px.port);
-    wait_connected(c, 1);
-
-    proxy_cmd(&px, "down");
-    wait_err(c, "disconnected", 1);
+    struct fault_env e = fault_env(2, CLI12_ARGS);
+    struct proc *c = e.c;
+    link_down(&e);
     type_range(c, "h", 1, 3);
     proc_close_stdin(c);
     /* a while after EOF (several reconnection rounds): waiting, not gone */
     CHECK_EQ_INT(proc_wait_exit(c, 600), -1);
 
-    proxy_cmd(&px, "up");
+    proxy_cmd(&e.px, "up");
     CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
     check_once_in_order("h", 1, 3);
 }
@@ -493,22 +508,6 @@ static void s2_eof_while_disconnected_flushes(void) {
 /* ---------------------------------------------------------------------
  * Step 3: acks and retries, at least once
  * ------------------------------------------------------------------- */
-
-struct fault_env {
-    struct proc *srv, *c;
-    struct proxy px;
-    int port;
-};
-
-static struct fault_env fault_env(int step, const char *const cargs[]) {
-    struct fault_env e;
-    e.srv = start_server(step);
-    e.port = proc_port(e.srv);
-    e.px = proxy_start(e.port);
-    e.c = client_start(step, e.px.port, cargs);
-    wait_connected(e.c, 1);
-    return e;
-}
 
 static void no_give_up(struct proc *c) {
     CHECK_EQ_INT(proc_err_count(c, "gave up"), 0);
@@ -518,8 +517,7 @@ static void s3_down(void) {
     struct fault_env e = fault_env(3, CLI34_ARGS);
     type_range(e.c, "i", 1, 2);
     wait_distinct("i", 2, WAIT_MS);
-    proxy_cmd(&e.px, "down");
-    wait_err(e.c, "disconnected", 1);
+    link_down(&e);
     type_range(e.c, "i", 3, 5);
     hold_fault(300); /* down while the client reads them */
     proxy_cmd(&e.px, "up");
@@ -532,23 +530,26 @@ static void s3_down(void) {
     no_give_up(e.c);
 }
 
-static void s3_cut_before(void) {
-    struct fault_env e = fault_env(3, CLI34_ARGS);
-    proxy_cmd(&e.px, "cut-before 3");
-    type_range(e.c, "j", 1, 5);
-    wait_distinct("j", 5, WAIT_MS);
+/* One one-shot fault (cut-before, cut-after), then tag-001..tag-<n>
+ * typed; waits until all are stored, and the fault fired once. */
+static struct fault_env one_shot(int step, const char *fault, const char *tag, int n) {
+    struct fault_env e = fault_env(step, CLI34_ARGS);
+    proxy_cmd(&e.px, fault);
+    type_range(e.c, tag, 1, n);
+    wait_distinct(tag, n, WAIT_MS);
     CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
+    return e;
+}
+
+static void s3_cut_before(void) {
+    struct fault_env e = one_shot(3, "cut-before 3", "j", 5);
     CHECK_EQ_INT(inversions_of("j"), 0);
     no_give_up(e.c);
 }
 
 static void s3_cut_after_one_duplicate(void) {
-    struct fault_env e = fault_env(3, CLI34_ARGS);
-    proxy_cmd(&e.px, "cut-after 2");
-    type_range(e.c, "k", 1, 4);
     /* one in flight at a time: k-004 stored means k-002's retry was acked */
-    wait_distinct("k", 4, WAIT_MS);
-    CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
+    struct fault_env e = one_shot(3, "cut-after 2", "k", 4);
     CHECK_EQ_INT(rows_of("k-001"), 1);
     CHECK_EQ_INT(rows_of("k-002"), 2);
     CHECK_EQ_INT(rows_of("k-003"), 1);
@@ -558,34 +559,50 @@ static void s3_cut_after_one_duplicate(void) {
     no_give_up(e.c);
 }
 
-static void s3_kill_after_store(void) {
-    struct fault_env e = fault_env(3, CLI34_ARGS);
+/* tag-001..tag-004 typed; the server is SIGKILLed once tag-002 is stored
+ * and its ack held by the proxy, then restarted: the client sends
+ * tag-002 again. Waits until all four are stored. */
+static struct fault_env kill_after_store(int step, const char *tag) {
+    char second[16];
+    struct fault_env e = fault_env(step, CLI34_ARGS);
     proxy_cmd(&e.px, "hold-after 2");
-    type_range(e.c, "l", 1, 4);
-    wait_stored("l-002");
-    e.srv = restart_server(3, e.srv, e.port);
-    wait_distinct("l", 4, WAIT_MS);
+    type_range(e.c, tag, 1, 4);
+    snprintf(second, sizeof second, "%s-002", tag);
+    wait_stored(second);
+    e.srv = restart_server(step, e.srv, e.port);
+    wait_distinct(tag, 4, WAIT_MS);
+    return e;
+}
+
+static void s3_kill_after_store(void) {
+    struct fault_env e = kill_after_store(3, "l");
     CHECK_EQ_INT(rows_of("l-002"), 2); /* at least once: stored, unacked, stored again */
     CHECK_EQ_INT(inversions_of("l"), 0);
     no_give_up(e.c);
 }
 
-static void s3_db_locked(void) {
-    struct fault_env e = fault_env(3, CLI34_ARGS);
+/* tag-001..tag-<n> typed while the database is locked for 500 ms from
+ * the first MSG on; waits until all are stored. */
+static struct fault_env db_locked(int step, const char *tag, int n) {
+    struct fault_env e = fault_env(step, CLI34_ARGS);
     void *lock = db_lock(db());
-    type_range(e.c, "m", 1, 3);
+    type_range(e.c, tag, 1, n);
     AWAIT(proxy_stat(&e.px, "msgs") >= 1, WAIT_MS, "a MSG line to reach the locked server");
     hold_fault(500);
     db_unlock(lock);
-    wait_distinct("m", 3, WAIT_MS);
+    wait_distinct(tag, n, WAIT_MS);
+    return e;
+}
+
+static void s3_db_locked(void) {
+    struct fault_env e = db_locked(3, "m", 3);
     check_once_in_order("m", 1, 3);
     no_give_up(e.c);
 }
 
 static void s3_blackhole(void) {
     struct fault_env e = fault_env(3, CLI34_ARGS);
-    proc_write(e.c, "n-001\n");
-    wait_stored("n-001");
+    say_stored(e.c, "n", 1);
     proxy_cmd(&e.px, "blackhole");
     type_range(e.c, "n", 2, 3);
     wait_err(e.c, "disconnected", 1);
@@ -644,8 +661,7 @@ static void s3_retries_zero_one_attempt(void) {
     proc_write(e.c, "r-001\n");
     AWAIT(err_line_with(e.c, "gave up", "r-001"), WAIT_MS, "a 'gave up' line naming r-001");
     db_unlock(lock);
-    proc_write(e.c, "r-002\n");
-    wait_stored("r-002");
+    say_stored(e.c, "r", 2);
     CHECK_EQ_INT(proxy_stat(&e.px, "msgs"), 2);
     CHECK_EQ_INT(rows_of("r-001"), 0);
 }
@@ -675,35 +691,20 @@ static void s3_order_kept_across_give_up(void) {
  * ------------------------------------------------------------------- */
 
 static void s4_cut_after_one_row(void) {
-    struct fault_env e = fault_env(4, CLI34_ARGS);
-    proxy_cmd(&e.px, "cut-after 2");
-    type_range(e.c, "y", 1, 4);
-    wait_distinct("y", 4, WAIT_MS);
-    CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);
+    struct fault_env e = one_shot(4, "cut-after 2", "y", 4);
     check_once_in_order("y", 1, 4);
     proc_close_stdin(e.c);
     CHECK_EQ_INT(proc_wait_exit(e.c, WAIT_MS), 0);
 }
 
 static void s4_kill_after_insert_one_row(void) {
-    struct fault_env e = fault_env(4, CLI34_ARGS);
-    proxy_cmd(&e.px, "hold-after 2");
-    type_range(e.c, "z", 1, 4);
-    wait_stored("z-002");
-    e.srv = restart_server(4, e.srv, e.port);
-    wait_distinct("z", 4, WAIT_MS);
+    struct fault_env e = kill_after_store(4, "z");
     check_once_in_order("z", 1, 4);
     no_give_up(e.c);
 }
 
 static void s4_db_locked_once(void) {
-    struct fault_env e = fault_env(4, CLI34_ARGS);
-    void *lock = db_lock(db());
-    type_range(e.c, "u", 1, 4);
-    AWAIT(proxy_stat(&e.px, "msgs") >= 1, WAIT_MS, "a MSG line to reach the locked server");
-    hold_fault(500);
-    db_unlock(lock);
-    wait_distinct("u", 4, WAIT_MS);
+    struct fault_env e = db_locked(4, "u", 4);
     check_once_in_order("u", 1, 4);
     no_give_up(e.c);
 }

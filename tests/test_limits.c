@@ -39,105 +39,9 @@
  * Helpers
  * ------------------------------------------------------------------- */
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    REQUIRE(p != NULL);
-    return p;
-}
-
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
-static int connected(struct proc *p) {
-    return proc_err_count(p, "connected as");
-}
-
 static int sanitized(void) {
     const char *s = getenv("CHAT_SANITIZED");
     return s != NULL && *s != '\0' && strcmp(s, "0") != 0;
-}
-
-/* Complete lines in a growing stdout, counted from where the last call
- * stopped: a million-line output is not rescanned at every wait. */
-struct line_counter {
-    size_t pos;
-    long lines;
-};
-
-static long count_lines(struct proc *p, struct line_counter *lc) {
-    const char *nl;
-    while (lc->pos < p->out_len && (nl = memchr(p->out + lc->pos, '\n', p->out_len - lc->pos)) != NULL) {
-        lc->lines++;
-        lc->pos = (size_t)(nl - p->out) + 1;
-    }
-    return lc->lines;
-}
-
-/* The table as store.c creates it, with rows 1..n whose text is made by
- * text_of(i), inserted in one transaction. */
-static void make_db(const char *db, long n, void (*text_of)(long i, char *buf, size_t cap)) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char text[1024];
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "PRAGMA journal_mode=WAL;"
-                         " CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (content) VALUES (?)", -1, &st, NULL) == SQLITE_OK);
-    for (long i = 1; i <= n; i++) {
-        text_of(i, text, sizeof text);
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
-}
-
-/* Checks that out is exactly one "<id> <text>" line per stored row with
- * id <= last, in id order, as a client prints them (plain texts here).
- * Reports the first difference. */
-static void check_client_rows(const char *what, const char *out, const char *db, long long last) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    size_t len = strlen(out), pos = 0;
-    long long expect = 1;
-    char head[32];
-    REQUIRE(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_busy_timeout(h, 2000);
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT id, content FROM messages WHERE id <= ? ORDER BY id", -1, &st,
-                               NULL) == SQLITE_OK);
-    sqlite3_bind_int64(st, 1, last);
-    int ok = 1;
-    while (ok && sqlite3_step(st) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0);
-        const char *text = (const char *)sqlite3_column_text(st, 1);
-        size_t hl = (size_t)snprintf(head, sizeof head, "%lld ", id), tl = strlen(text);
-        if (id != expect) {
-            test_fail(__FILE__, __LINE__, "%s: ids not contiguous in the db: %lld after %lld", what, id,
-                      expect - 1);
-            ok = 0;
-        } else if (pos + hl + tl + 1 > len || memcmp(out + pos, head, hl) != 0 ||
-                   memcmp(out + pos + hl, text, tl) != 0 || out[pos + hl + tl] != '\n') {
-            test_fail(__FILE__, __LINE__, "%s: line for row %lld missing or wrong at byte %zu: \"%.60s\"",
-                      what, id, pos, out + pos);
-            ok = 0;
-        }
-        pos += hl + tl + 1;
-        expect++;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    if (ok && expect != last + 1) {
-        test_fail(__FILE__, __LINE__, "%s: rows up to %lld expected, the db has them up to %lld", what, last,
-                  expect - 1);
-    } else if (ok && pos != len) {
-        test_fail(__FILE__, __LINE__, "%s: unexpected bytes after the last row: \"%.60s\"", what, out + pos);
-    }
 }
 
 static long long tv_ms(struct timeval tv) {
@@ -198,19 +102,6 @@ static int fd_wait_for(int fd, const char *needle, int ms) {
     return 1;
 }
 
-static void fd_send(int fd, const char *s) {
-    size_t len = strlen(s);
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        REQUIRE(n > 0);
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
 /* ---------------------------------------------------------------------
  * Out of file descriptors
  * ------------------------------------------------------------------- */
@@ -228,11 +119,8 @@ static void fd_send(int fd, const char *s) {
  * client is served again. */
 static void out_of_fds(int step) {
     static const char script[] = "ulimit -n " STR(NOFILE) " || exit 97; exec \"$0\" \"$@\"";
-    char rel[32];
     const char *db = tmppath("chat.db");
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh", "-c", script, bin_path(rel), "--port", "0", "--db", db, NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, db);
     WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
     REQUIRE(!s->exited);
     int port = proc_port(s);
@@ -245,7 +133,7 @@ static void out_of_fds(int step) {
     int n = 0, refused = -1;
     while (refused == -1) {
         int fd = tcp_connect(port);
-        send_str(fd, "HELLO 0\n");
+        tcp_send_str(fd, "HELLO 0\n");
         if (tcp_wait_line(fd, " ", WAIT_MS) && strncmp(tcp_log(fd), "WELCOME ", 8) == 0) {
             REQUIRE(n < NOFILE);
             fds[n++] = fd;
@@ -280,7 +168,7 @@ static void out_of_fds(int step) {
         tcp_close(fds[--n]);
     }
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "served again\n");
     WAIT_UNTIL(proc_out_count(c, " served again\n") == 1, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "content = 'served again'"), 1);
@@ -309,61 +197,43 @@ static void out_of_fds(int step) {
  * reads what the kernel still held, sees the connection closed,
  * reconnects, and catches up: every row once, in order. */
 static void stopped_client(int step) {
-    enum { TEXT_LEN = 3000, WINDOW = 16, MAX_MSGS = 6000, AFTER = 5 };
+    enum { AFTER = 5 };
     struct proc *s = server_start(step, NULL, NULL);
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *frozen = client_start(step, port, NULL), *recv = client_start(step, port, NULL),
                 *send = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(frozen) == 1 && connected(recv) == 1 && connected(send) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(frozen) == 1 && proc_connected(recv) == 1 && proc_connected(send) == 1,
+               WAIT_MS);
     proc_write(send, "before the stop\n");
     WAIT_UNTIL(proc_out_lines(frozen) == 1 && proc_out_lines(recv) == 1 && proc_out_lines(send) == 1,
                WAIT_MS);
     proc_signal(frozen, SIGSTOP);
 
     struct line_counter rc = {0, 0}, sc = {0, 0};
-    char *text = xmalloc(TEXT_LEN + 1);
-    long sent = 1;
-    long long end = now_ms() + 20000;
-    while (proc_err_count(s, "output buffer full") == 0) {
-        if (sent >= MAX_MSGS || now_ms() > end) {
-            test_fail(__FILE__, __LINE__, "stopped client not cut off after %ld messages of %d bytes", sent,
-                      TEXT_LEN);
-            test_abort();
-        }
-        long r = count_lines(recv, &rc), w = count_lines(send, &sc);
-        if (sent - (r < w ? r : w) < WINDOW) {
-            int k = snprintf(text, TEXT_LEN + 1, "big %06ld ", sent + 1);
-            memset(text + k, 'x', (size_t)(TEXT_LEN - k));
-            text[TEXT_LEN] = '\0';
-            proc_write(send, "%s\n", text);
-            sent++;
-        } else {
-            pump(20);
-        }
-    }
-    free(text);
+    long sent = chat_until_cut(s, send, recv, &sc, &rc, "big", 1);
     /* A few more while it is cut off: these are only in the database. */
     for (int k = 1; k <= AFTER; k++) {
         proc_write(send, "after the cut %d\n", k);
         sent++;
     }
-    WAIT_UNTIL(count_lines(recv, &rc) == sent && count_lines(send, &sc) == sent, 10000);
+    WAIT_UNTIL(proc_count_lines(recv, &rc) == sent && proc_count_lines(send, &sc) == sent, 10000);
     CHECK_EQ_INT(proc_err_count(recv, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(send, "disconnected"), 0);
     CHECK(!frozen->exited);
 
     proc_signal(frozen, SIGCONT);
-    WAIT_UNTIL(connected(frozen) == 2, 10000);
+    WAIT_UNTIL(proc_connected(frozen) == 2, 10000);
     struct line_counter fc = {0, 0};
-    WAIT_UNTIL(count_lines(frozen, &fc) >= sent, 10000);
+    WAIT_UNTIL(proc_count_lines(frozen, &fc) >= sent, 10000);
     WAIT_UNTIL(db_count(db, "1") == sent, WAIT_MS);
-    check_client_rows("the stopped client after SIGCONT", frozen->out, db, sent);
-    check_client_rows("the receiver", recv->out, db, sent);
-    check_client_rows("the sender", send->out, db, sent);
+    db_check_lines("the stopped client after SIGCONT", frozen->out, db, 0, sent, 0);
+    db_check_lines("the receiver", recv->out, db, 0, sent, 0);
+    db_check_lines("the sender", send->out, db, 0, sent, 0);
     CHECK_EQ_INT(proc_err_count(s, "output buffer full"), 1);
     CHECK_EQ_INT(proc_err_count(frozen, "disconnected"), 1);
-    fprintf(stderr, "note: stopped client cut off after %ld messages of %d bytes\n", sent - AFTER, TEXT_LEN);
+    fprintf(stderr, "note: stopped client cut off after %ld messages of %d bytes\n", sent - AFTER,
+            CUT_TEXT_LEN);
 }
 
 /* ---------------------------------------------------------------------
@@ -382,7 +252,7 @@ static void million_text(long i, char *buf, size_t cap) {
 static void million_behind(void) {
     const char *db = tmppath("chat.db");
     long long t0 = now_ms();
-    make_db(db, MILLION, million_text);
+    db_make(db, MILLION, 0, million_text);
     long long t1 = now_ms();
     struct proc *s = server_start(4, db, NULL);
     int port = proc_port(s);
@@ -394,7 +264,7 @@ static void million_behind(void) {
     enum { STALL_MS = 10000 };
     long seen = -1;
     long long stall_end = 0;
-    while (count_lines(c, &lc) < MILLION) {
+    while (proc_count_lines(c, &lc) < MILLION) {
         if (lc.lines != seen) {
             seen = lc.lines;
             stall_end = now_ms() + STALL_MS;
@@ -450,7 +320,7 @@ static void signal_storm(int step) {
     const char *db = tmppath("chat.db");
     int port = proc_port(s);
     struct proc *a = client_start(step, port, NULL), *b = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(a) == 1 && connected(b) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(a) == 1 && proc_connected(b) == 1, WAIT_MS);
     long said = 0;
     for (int round = 0; round < ROUNDS; round++) {
         for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
@@ -465,8 +335,8 @@ static void signal_storm(int step) {
     }
     WAIT_UNTIL(proc_out_lines(a) == said && proc_out_lines(b) == said, WAIT_MS);
     WAIT_UNTIL(db_count(db, "1") == said, WAIT_MS);
-    check_client_rows("client a", a->out, db, said);
-    check_client_rows("client b", b->out, db, said);
+    db_check_lines("client a", a->out, db, 0, said, 0);
+    db_check_lines("client b", b->out, db, 0, said, 0);
     CHECK(!s->exited && !a->exited && !b->exited);
     CHECK_EQ_INT(proc_err_count(a, "disconnected"), 0);
     CHECK_EQ_INT(proc_err_count(b, "disconnected"), 0);
@@ -489,9 +359,7 @@ static void overlong_linger(int step) {
     int port = proc_port(s);
     int fd = tcp_connect(port);
     size_t n = 2 * MAX_LINE;
-    char *big = xmalloc(n);
-    memset(big, 'L', n);
-    memcpy(big, "HELLO 0\nMSG ", 12);
+    char *big = over_long(n, "HELLO 0\nMSG ");
     tcp_send(fd, big, n);
     REQUIRE(tcp_wait_line(fd, "ERR line too long", WAIT_MS));
     for (int k = 0; k < 3; k++) {
@@ -520,7 +388,7 @@ static void row_400(long i, char *buf, size_t cap) {
  * being given CLOSE_LINGER_MS to close). */
 static void replay_cut_by_error(int step) {
     const char *db = tmppath("chat.db");
-    make_db(db, 200, row_400); /* 80 kB: several REPLAY_FILLs */
+    db_make(db, 200, 0, row_400); /* 80 kB: several REPLAY_FILLs */
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
     int fd = tcp_connect(port);
@@ -549,23 +417,23 @@ static void replay_cut_by_error(int step) {
  * signed overflow is undefined behaviour). Out of range, the WELCOME is
  * bad; the client drops that connection, and a good server is rejoined. */
 static void welcome_out_of_range(int step) {
-    int port, lfd = tcp_listen(&port);
+    static const char *const bad[] = {
+        "WELCOME abcdefghijklmnopqrst 9223372036854775807 9223372036854775807 1\nCHAT 1 first\n",
+        "WELCOME abcdefghijklmnopqrst -5 -5 0\n",
+    };
+    int port, lfd = tcp_listen(&port), fd = -1;
     struct proc *c = client_start(step, port, NULL);
-    int fd = tcp_accept(lfd, WAIT_MS);
-    REQUIRE(fd_wait_for(fd, "HELLO 0\n", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst 9223372036854775807 9223372036854775807 1\nCHAT 1 first\n");
-    WAIT_UNTIL(proc_err_count(c, "disconnected") == 1, WAIT_MS);
-    CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 1);
-    close(fd);
+    for (int i = 0; i < 2; i++) {
+        fd = tcp_accept(lfd, WAIT_MS);
+        REQUIRE(fd_wait_for(fd, i == 0 ? "HELLO 0\n" : "HELLO ", WAIT_MS));
+        fd_send_str(fd, bad[i]);
+        WAIT_UNTIL(proc_err_count(c, "disconnected") == i + 1, WAIT_MS);
+        CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), i + 1);
+        close(fd);
+    }
     fd = tcp_accept(lfd, WAIT_MS);
     REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst -5 -5 0\n");
-    WAIT_UNTIL(proc_err_count(c, "disconnected") == 2, WAIT_MS);
-    CHECK_EQ_INT(proc_err_count(c, "disconnected (bad WELCOME)"), 2);
-    close(fd);
-    fd = tcp_accept(lfd, WAIT_MS);
-    REQUIRE(fd_wait_for(fd, "HELLO ", WAIT_MS));
-    fd_send(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 2\nCHAT 2 second\n");
+    fd_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 2\nCHAT 2 second\n");
     WAIT_UNTIL(proc_out_count(c, "2 second\n") == 1, WAIT_MS);
     CHECK(!c->exited);
     close(fd);

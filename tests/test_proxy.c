@@ -46,13 +46,9 @@ static struct rig start_rig(void) {
     return r;
 }
 
-static void send_str(int fd, const char *s) {
-    tcp_send(fd, s, strlen(s));
-}
-
 static void command(struct rig *r, const char *cmd, const char *reply) {
-    send_str(r->control, cmd);
-    send_str(r->control, "\n");
+    tcp_send_str(r->control, cmd);
+    tcp_send_str(r->control, "\n");
     REQUIRE(tcp_wait_line(r->control, reply, WAIT_MS));
 }
 
@@ -77,9 +73,9 @@ static void forwards_both_ways(void) {
     struct rig r = start_rig();
     int c, s;
     connect_pair(&r, &c, &s);
-    send_str(c, "HELLO 0\nMSG one\n");
+    tcp_send_str(c, "HELLO 0\nMSG one\n");
     CHECK(tcp_wait_line(s, "MSG one", WAIT_MS));
-    send_str(s, "CHAT 1 one\n");
+    tcp_send_str(s, "CHAT 1 one\n");
     CHECK(tcp_wait_line(c, "CHAT 1 one", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "msgs="), 1); /* HELLO is not a MSG line */
     CHECK_EQ_INT(status_field(&r, "conns="), 1);
@@ -98,7 +94,7 @@ static void down_and_up(void) {
     CHECK_EQ_INT(status_field(&r, "refused="), 1);
     command(&r, "up", "OK");
     connect_pair(&r, &c, &s);
-    send_str(c, "MSG back\n");
+    tcp_send_str(c, "MSG back\n");
     CHECK(tcp_wait_line(s, "MSG back", WAIT_MS));
 }
 
@@ -109,7 +105,7 @@ static void down_for_a_while(void) {
     WAIT_UNTIL(status_field(&r, "down=") == 0, WAIT_MS); /* up by itself */
     int c, s;
     connect_pair(&r, &c, &s);
-    send_str(c, "MSG again\n");
+    tcp_send_str(c, "MSG again\n");
     CHECK(tcp_wait_line(s, "MSG again", WAIT_MS));
 }
 
@@ -118,7 +114,7 @@ static void cut_before(void) {
     int c, s;
     connect_pair(&r, &c, &s);
     command(&r, "cut-before 2", "OK");
-    send_str(c, "HELLO 0\nMSG a\nMSG b\nMSG c\n");
+    tcp_send_str(c, "HELLO 0\nMSG a\nMSG b\nMSG c\n");
     CHECK(tcp_wait_closed(c, WAIT_MS));
     CHECK(tcp_wait_closed(s, WAIT_MS));
     CHECK(strcmp(tcp_log(s), "HELLO 0\nMSG a\n") == 0); /* b and after: never forwarded */
@@ -130,9 +126,9 @@ static void cut_after(void) {
     int c, s;
     connect_pair(&r, &c, &s);
     command(&r, "cut-after 2", "OK");
-    send_str(c, "MSG a\nMSG b\nMSG c\n");
+    tcp_send_str(c, "MSG a\nMSG b\nMSG c\n");
     CHECK(tcp_wait_line(s, "MSG b", WAIT_MS));
-    send_str(s, "ACK 2\n"); /* the server's reply to b... */
+    tcp_send_str(s, "ACK 2\n"); /* the server's reply to b... */
     CHECK(tcp_wait_closed(c, WAIT_MS));
     CHECK(strstr(tcp_log(c), "ACK") == NULL); /* ...never reaches the client */
     CHECK(tcp_wait_closed(s, WAIT_MS));
@@ -144,10 +140,10 @@ static void hold_after(void) {
     int c, s;
     connect_pair(&r, &c, &s);
     command(&r, "hold-after 1", "OK");
-    send_str(c, "MSG a\n");
+    tcp_send_str(c, "MSG a\n");
     CHECK(tcp_wait_line(s, "MSG a", WAIT_MS));
-    send_str(c, "MSG b\n");
-    send_str(s, "ACK 1\n");
+    tcp_send_str(c, "MSG b\n");
+    tcp_send_str(s, "ACK 1\n");
     WAIT_UNTIL(status_field(&r, "held=") == 2, WAIT_MS); /* both frozen in the proxy */
     CHECK(strstr(tcp_log(s), "MSG b") == NULL);
     CHECK(strstr(tcp_log(c), "ACK 1") == NULL);
@@ -161,14 +157,14 @@ static void blackhole(void) {
     int c, s;
     connect_pair(&r, &c, &s);
     command(&r, "blackhole", "OK");
-    send_str(c, "MSG lost\n");
-    send_str(s, "PING\n");
+    tcp_send_str(c, "MSG lost\n");
+    tcp_send_str(s, "PING\n");
     CHECK_EQ_INT(status_field(&r, "conns="), 1); /* nothing is closed */
     command(&r, "clear", "OK");
-    send_str(c, "MSG after\n");
+    tcp_send_str(c, "MSG after\n");
     CHECK(tcp_wait_line(s, "MSG after", WAIT_MS));
     CHECK(strstr(tcp_log(s), "MSG lost") == NULL); /* it would have come first */
-    send_str(s, "PONG?\n");
+    tcp_send_str(s, "PONG?\n");
     CHECK(tcp_wait_line(c, "PONG?", WAIT_MS));
     CHECK(strstr(tcp_log(c), "PING") == NULL);
 }
@@ -179,11 +175,11 @@ static void delay(void) {
     connect_pair(&r, &c, &s);
     command(&r, "delay 300", "OK");
     long long t0 = now_ms();
-    send_str(c, "MSG slow\n");
+    tcp_send_str(c, "MSG slow\n");
     CHECK(tcp_wait_line(s, "MSG slow", WAIT_MS));
     CHECK(now_ms() - t0 >= 300); /* a lower bound: never early */
     t0 = now_ms();
-    send_str(s, "CHAT 1 slow\n");
+    tcp_send_str(s, "CHAT 1 slow\n");
     CHECK(tcp_wait_line(c, "CHAT 1 slow", WAIT_MS));
     CHECK(now_ms() - t0 >= 300);
 }
@@ -196,8 +192,8 @@ static void delay_replies(void) {
     connect_pair(&r, &c, &s);
     command(&r, "delay-replies 1000", "OK");
     long long t0 = now_ms();
-    send_str(s, "ACK 1\n");
-    send_str(c, "MSG 2 early\n");
+    tcp_send_str(s, "ACK 1\n");
+    tcp_send_str(c, "MSG 2 early\n");
     CHECK(tcp_wait_line(s, "MSG 2 early", WAIT_MS));
     if (now_ms() - t0 < 900) {
         CHECK(strstr(tcp_log(c), "ACK 1") == NULL);
@@ -213,19 +209,19 @@ static void counts_inflight(void) {
     struct rig r = start_rig();
     int c, s;
     connect_pair(&r, &c, &s);
-    send_str(c, "HELLO 0\nMSG 1 a\nMSG 2 b\n");
+    tcp_send_str(c, "HELLO 0\nMSG 1 a\nMSG 2 b\n");
     CHECK(tcp_wait_line(s, "MSG 2 b", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "inflight="), 2);
-    send_str(s, "ACK 1\n");
+    tcp_send_str(s, "ACK 1\n");
     CHECK(tcp_wait_line(c, "ACK 1", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "inflight="), 1);
-    send_str(c, "MSG 3 b\n"); /* b again, a new ack id: a resend */
+    tcp_send_str(c, "MSG 3 b\n"); /* b again, a new ack id: a resend */
     CHECK(tcp_wait_line(s, "MSG 3 b", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "inflight="), 1);
-    send_str(s, "ACK 2\n"); /* the abandoned attempt: b is still unanswered */
+    tcp_send_str(s, "ACK 2\n"); /* the abandoned attempt: b is still unanswered */
     CHECK(tcp_wait_line(c, "ACK 2", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "inflight="), 1);
-    send_str(s, "REJECT 3 message too long\n");
+    tcp_send_str(s, "REJECT 3 message too long\n");
     CHECK(tcp_wait_line(c, "REJECT 3", WAIT_MS));
     CHECK_EQ_INT(status_field(&r, "inflight="), 0);
     CHECK_EQ_INT(status_field(&r, "inflight-max="), 2);

@@ -24,34 +24,12 @@
 
 #define WAIT_MS 8000 /* for what normally takes milliseconds */
 
-static int connected(struct proc *c) {
-    return proc_err_count(c, "connected as");
-}
-
-/* n rows of text_len bytes each, in one transaction, as store.c makes
- * the table (the server opens the file afterwards). */
-static void fill_db(const char *db, int n, int text_len) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *text = malloc((size_t)text_len + 1);
-    REQUIRE(text != NULL);
-    memset(text, 'r', (size_t)text_len);
-    text[text_len] = '\0';
-    REQUIRE(sqlite3_open(db, &h) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(h,
-                         "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                         " client_offset TEXT UNIQUE, content TEXT); BEGIN",
-                         NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(sqlite3_prepare_v2(h, "INSERT INTO messages (content) VALUES (?)", -1, &st, NULL) == SQLITE_OK);
-    for (int i = 0; i < n; i++) {
-        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    REQUIRE(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(h);
-    free(text);
+/* A row of 1000 bytes. */
+static void row_1000(long i, char *buf, size_t cap) {
+    (void)i;
+    (void)cap;
+    memset(buf, 'r', 1000);
+    buf[1000] = '\0';
 }
 
 /* A raw peer whose receive buffer is small: the server's output to it
@@ -83,7 +61,7 @@ static void crlf_file(int step) {
     struct proc *s = server_start(step, db, NULL);
     const char *args[] = {"--ack-timeout", "300", "--retries", "inf", NULL};
     struct proc *c = client_start(step, proc_port(s), step >= 3 ? args : NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "one\r\n\r\n\r\r\ntwo\r\r\n\r\nthree\r\n");
     proc_close_stdin(c);
     CHECK_EQ_INT(proc_wait_exit(c, WAIT_MS), 0);
@@ -94,6 +72,17 @@ static void crlf_file(int step) {
 }
 FOR_ALL(crlf_file)
 
+/* A fake server on lfd takes the client c's connection, answers its
+ * HELLO 0 with a WELCOME, and waits until c says it is connected. */
+static int fake_welcome(int lfd, struct proc *c) {
+    int fd = tcp_accept(lfd, WAIT_MS);
+    tcp_adopt(fd);
+    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
+    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
+    return fd;
+}
+
 /* The server rejects a message for good (REJECT <ack-id> <reason>): a
  * server with a smaller limit than ours, say. The client gives that one
  * message up at once, loudly, and sends the next: no retry, no stall. */
@@ -101,11 +90,7 @@ static void rejected_message(int step) {
     int port, lfd = tcp_listen(&port);
     const char *args[] = {"--ack-timeout", "5000", "--retries", "inf", NULL};
     struct proc *c = client_start(step, port, args);
-    int fd = tcp_accept(lfd, WAIT_MS);
-    tcp_adopt(fd);
-    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
-    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    int fd = fake_welcome(lfd, c);
     proc_write(c, "too big for you\nsmall\n");
     REQUIRE(tcp_wait_line(fd, "MSG 1 ", WAIT_MS));
     tcp_send_str(fd, "REJECT 1 message too long\n");
@@ -140,10 +125,8 @@ static void replaced_database(int step) {
     const char *db = tmppath("chat.db");
     struct proc *s = server_start(step, db, NULL);
     int port = proc_port(s);
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "old one\nold two\nold three\n");
     WAIT_UNTIL(proc_out_count(c, "3 old three\n") == 1, WAIT_MS);
 
@@ -152,10 +135,9 @@ static void replaced_database(int step) {
     unlink(db);
     unlink(tmppath("chat.db-wal"));
     unlink(tmppath("chat.db-shm"));
-    const char *same_port[] = {"--port", port_s, NULL};
-    s = server_start(step, db, same_port);
+    s = server_restart(step, db, port);
     struct proc *other = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(other) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(other) == 1, WAIT_MS);
     proc_write(other, "new one\n");
     WAIT_UNTIL(proc_out_count(other, "1 new one\n") == 1, WAIT_MS);
 
@@ -215,7 +197,7 @@ static void read_fifo(int fd, char *buf, size_t cap, size_t *len) {
  * the pipe is read again the log says how many lines it had to drop. */
 static void unread_log(int step) {
     static const char script[] = "exec \"$0\" \"$@\" 2>\"$CHAT_LOG_FIFO\"";
-    char rel[32], *log = malloc(1 << 20);
+    char *log = malloc(1 << 20);
     size_t len = 0;
     const char *fifo = tmppath("log.fifo"), *db = tmppath("chat.db");
     REQUIRE(log != NULL);
@@ -223,9 +205,7 @@ static void unread_log(int step) {
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK); /* a reader that never reads */
     REQUIRE(rfd >= 0);
     REQUIRE(setenv("CHAT_LOG_FIFO", fifo, 1) == 0);
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh", "-c", script, bin_path(rel), "--port", "0", "--db", db, NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, db);
     int port = 0;
     /* Read the fifo only for the "listening on" line; from then on the
      * server's stderr is full and stays full. */
@@ -247,7 +227,7 @@ static void unread_log(int step) {
         }
     }
     struct proc *c = client_start(step, port, NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "still serving\n");
     WAIT_UNTIL(proc_out_count(c, " still serving\n") == 1, WAIT_MS);
     CHECK_EQ_INT(db_count(db, "content = 'still serving'"), 1);
@@ -273,7 +253,7 @@ FOR_ALL(unread_log)
 static void stop_sends_queued_acks(int step) {
     const char *db = tmppath("chat.db");
     enum { ROWS = 16000, MSGS = 100 }; /* 16 MB: more than any socket buffer here */
-    fill_db(db, ROWS, 1000);
+    db_make(db, ROWS, 0, row_1000);
     struct proc *s = server_start(step, db, NULL);
     int fd = small_window_connect(proc_port(s));
     tcp_send_str(fd, "HELLO 0\n");
@@ -307,11 +287,7 @@ FOR_3_4(stop_sends_queued_acks)
 static void client_stop_says_what_is_lost(int step) {
     int port, lfd = tcp_listen(&port);
     struct proc *c = client_start(step, port, NULL);
-    int fd = tcp_accept(lfd, WAIT_MS);
-    tcp_adopt(fd);
-    REQUIRE(tcp_wait_line(fd, "HELLO 0", WAIT_MS));
-    tcp_send_str(fd, "WELCOME abcdefghijklmnopqrst 25000 20000 0\n");
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    int fd = fake_welcome(lfd, c);
     proc_write(c, "first\nsecond\n");
     REQUIRE(tcp_wait_line(fd, "first", WAIT_MS)); /* in flight, never acked */
     proc_signal(c, SIGINT);
@@ -352,11 +328,7 @@ FOR_ALL(stop_is_prompt)
  * when SIGHUP would otherwise have killed it). */
 static void nohup_is_kept(int step) {
     static const char script[] = "trap '' HUP; exec \"$0\" \"$@\"";
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
-                          tmppath("chat.db"), NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, NULL);
     WAIT_UNTIL(proc_port(s) > 0, WAIT_MS);
     proc_signal(s, SIGHUP);
     int fd = tcp_hello(proc_port(s), 0, WAIT_MS); /* still serving */
@@ -400,11 +372,7 @@ FOR_ALL(slow_reader_long_rows)
  * unread used to send). */
 static void full_server_says_why(int step) {
     static const char script[] = "ulimit -n 20 || exit 97; exec \"$0\" \"$@\"";
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    const char *argv[] = {"/bin/sh",          "-c", script, bin_path(rel), "--port", "0", "--db",
-                          tmppath("chat.db"), NULL};
-    struct proc *s = proc_start("server", argv);
+    struct proc *s = server_start_sh(step, script, NULL);
     WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
     REQUIRE(!s->exited);
     int port = proc_port(s);
@@ -465,7 +433,7 @@ static void lagging_server_gets_every_line(int step) {
     const char *fast_ping[] = {"--ping-interval", "500", "--ping-timeout", "5000", NULL};
     struct proc *s = server_start(step, db, fast_ping);
     struct proc *c = client_start(step, proc_port(s), NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_signal(s, SIGSTOP); /* the server lags: the client sends it all and half-closes */
     for (int i = 1; i <= LINES; i++) {
         proc_write(c, "line %d\n", i);
@@ -491,7 +459,7 @@ FOR_STEP(lagging_server_gets_every_line, 2)
 static void bidi_is_shown_escaped(int step) {
     struct proc *s = server_start(step, NULL, NULL);
     struct proc *c = client_start(step, proc_port(s), NULL);
-    WAIT_UNTIL(connected(c) == 1, WAIT_MS);
+    WAIT_UNTIL(proc_connected(c) == 1, WAIT_MS);
     proc_write(c, "pay \xE2\x80\xAE"
                   "001$\xE2\x81\xA6 to\xE2\x80\x8B"
                   "bob\n");
@@ -507,8 +475,6 @@ FOR_ALL(bidi_is_shown_escaped)
 
 #define T(n, what, fn)                                                                                       \
     { "robust step " #n ": " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_3_4(what, fn) T(3, what, fn), T(4, what, fn)
 
 const struct test robust_tests[] = {
     T_ALL("a CRLF file with doubled CRs and empty lines is sent as typed", crlf_file),

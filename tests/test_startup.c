@@ -39,18 +39,6 @@
  * Small helpers
  * ------------------------------------------------------------------- */
 
-static const char *server_bin(int step) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/server", step);
-    return bin_path(rel);
-}
-
-static const char *client_bin(int step) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "step%d/client", step);
-    return bin_path(rel);
-}
-
 /* A system call that must work for the test to mean anything. */
 static void must(int ok, const char *call, const char *path) {
     if (!ok) {
@@ -185,7 +173,7 @@ static const char *server_copy(int step) {
     const char *copy = tmppath("server");
     char chunk[65536];
     ssize_t n;
-    int in = open(server_bin(step), O_RDONLY), out = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    int in = open(step_bin(step, "server"), O_RDONLY), out = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0755);
     must(in >= 0 && out >= 0, "open", copy);
     while ((n = read(in, chunk, sizeof chunk)) > 0) {
         must(write(out, chunk, (size_t)n) == n, "write", copy);
@@ -223,7 +211,7 @@ static struct proc *start_server_as_user(int step, const char *db) {
         argv[n++] = "--regid=65534";
         argv[n++] = "--clear-groups";
     }
-    argv[n++] = as_root() ? server_copy(step) : server_bin(step);
+    argv[n++] = as_root() ? server_copy(step) : step_bin(step, "server");
     argv[n++] = "--port";
     argv[n++] = "0";
     argv[n++] = "--db";
@@ -329,7 +317,7 @@ static void read_only_wal_refused(int step) {
 /* ":memory:" cannot use WAL: SQLite's pragma answers "memory" instead of
  * failing, and the server says so. */
 static void memory_db_refused(int step) {
-    const char *argv[] = {server_bin(step), "--port", "0", "--db", ":memory:", NULL};
+    const char *argv[] = {step_bin(step, "server"), "--port", "0", "--db", ":memory:", NULL};
     struct proc *s = proc_start("server", argv);
     check_refused(s, "journal mode is memory, not WAL");
 }
@@ -404,7 +392,7 @@ static void client_stdin_closed(int step) {
     const char *argv[] = {"/bin/sh",
                           "-c",
                           "exec \"$0\" \"$@\" <&-",
-                          client_bin(step),
+                          step_bin(step, "client"),
                           "--port",
                           port,
                           "--reconnection-delay",
@@ -478,7 +466,7 @@ static struct proc *server_stdio_closed(int step, const char *db, int *port) {
         const char *argv[] = {"/bin/sh",
                               "-c",
                               "exec \"$0\" \"$@\" <&- 2>&-",
-                              server_bin(step),
+                              step_bin(step, "server"),
                               "--port",
                               port_s,
                               "--db",
@@ -543,8 +531,6 @@ FOR_ALL(server_stdio_closed_serves)
 
 #define T(n, what, fn)                                                                                       \
     { "startup: step" #n " " what, fn##_##n }
-#define T_ALL(what, fn) T(1, what, fn), T(2, what, fn), T(3, what, fn), T(4, what, fn)
-#define T_1_4(what, fn) T(1, what, fn), T(4, what, fn)
 
 const struct test startup_tests[] = {
     T_1_4("starts on a writable database; its write test leaves no row and no id", writable_db_accepted),

@@ -29,6 +29,8 @@
 #include "limits.h"
 #include "line.h"
 #include "net.h"
+#include "options.h"
+#include "say.h"
 #include "stop.h"
 #include "util.h"
 
@@ -48,10 +50,6 @@
 #define RANDOMIZATION_FACTOR 0.5
 #define CONNECT_TIMEOUT_MS 20000
 
-/* Messages kept while disconnected. When the buffer is full we stop
- * reading stdin until there is room again: backpressure, never a drop. */
-#define SEND_BUFFER_MAX 1000
-
 enum state {
     DISCONNECTED, /* waiting to reconnect */
     CONNECTING, /* TCP connect in progress */
@@ -64,7 +62,6 @@ static struct {
     const char *host;
     int port;
     long delay, delay_max, timeout;
-    int verbose;
     /* the connection */
     enum state state;
     struct net_dialer dialer; /* the addresses of --host, tried in turn */
@@ -87,39 +84,13 @@ static struct {
     int done;
 } client;
 
-static void say(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("client: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* Text from the server is untrusted: it goes through show_text(), so it
- * cannot drive the terminal. */
-static void say_shown(const char *what, const char *text) {
-    fprintf(stderr, "client: %s", what);
-    show_text(stderr, text);
-    fputc('\n', stderr);
-}
-
-/* With --verbose, show each protocol line: the wire view. */
-static void trace(const char *dir, const char *line) {
-    if (client.verbose) {
-        fprintf(stderr, "%s ", dir);
-        show_text(stderr, line);
-        fputc('\n', stderr);
-    }
-}
-
 static void send_line(const char *fmt, ...) {
     char line[MAX_LINE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    trace(">", line);
+    say_trace(">", line, strlen(line));
     /* Cannot fail: stdin is read only while the buffer has room. */
     buf_printf_line(&client.out, "%s", line);
 }
@@ -332,8 +303,8 @@ static void on_welcome(char *arg) {
     *interval++ = '\0';
     *timeout++ = '\0';
     *last++ = '\0';
-    if (parse_long_arg(interval, 1, 3600000, &client.ping_interval) == -1 ||
-        parse_long_arg(timeout, 1, 3600000, &client.ping_timeout) == -1 ||
+    if (parse_long_arg(interval, 1, MAX_OPTION_MS, &client.ping_interval) == -1 ||
+        parse_long_arg(timeout, 1, MAX_OPTION_MS, &client.ping_timeout) == -1 ||
         parse_int64(last, &last_id) == -1) {
         disconnect("bad WELCOME");
         return;
@@ -396,7 +367,7 @@ static void handle_socket_readable(void) {
         if (r == LINE_TOO_LONG) {
             disconnect("line too long from the server");
         } else if (r == LINE_READY) {
-            trace("<", line);
+            say_trace("<", line, strlen(line));
             handle_server_line(line);
         }
     }
@@ -502,38 +473,24 @@ static void usage(void) {
 
 static void parse_options(int argc, char **argv) {
     long port = 3000;
+    int verbose = 0;
+    const struct option_spec options[] = {
+        {"--host", OPTION_STRING, &client.host, 0, 0},
+        {"--port", OPTION_LONG, &port, 1, 65535},
+        {"--reconnection-delay", OPTION_LONG, &client.delay, 1, MAX_OPTION_MS},
+        {"--reconnection-delay-max", OPTION_LONG, &client.delay_max, 1, MAX_OPTION_MS},
+        {"--timeout", OPTION_LONG, &client.timeout, 1, MAX_OPTION_MS},
+        {"--verbose", OPTION_FLAG, &verbose, 0, 0},
+    };
     client.host = "127.0.0.1";
     client.delay = RECONNECTION_DELAY_MS;
     client.delay_max = RECONNECTION_DELAY_MAX_MS;
     client.timeout = CONNECT_TIMEOUT_MS;
-    int i = 1;
-    while (i < argc) {
-        const char *opt = argv[i++];
-        if (strcmp(opt, "--verbose") == 0) {
-            client.verbose = 1;
-            continue;
-        }
-        /* Every other option takes a value: --name value. */
-        const char *val = i < argc ? argv[i++] : NULL;
-        int ok = 1;
-        if (strcmp(opt, "--host") == 0 && val != NULL) {
-            client.host = val;
-        } else if (strcmp(opt, "--port") == 0) {
-            ok = parse_long_arg(val, 1, 65535, &port) == 0;
-        } else if (strcmp(opt, "--reconnection-delay") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.delay) == 0;
-        } else if (strcmp(opt, "--reconnection-delay-max") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.delay_max) == 0;
-        } else if (strcmp(opt, "--timeout") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.timeout) == 0;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            usage();
-        }
+    if (options_parse(argc, argv, options, sizeof options / sizeof options[0]) == -1) {
+        usage();
     }
     client.port = (int)port;
+    say_set_verbose(verbose);
 }
 
 int main(int argc, char **argv) {

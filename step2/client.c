@@ -156,7 +156,7 @@ static void disconnect(const char *why) {
 }
 
 /* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
-static void on_connected(void) {
+static void handle_connected(void) {
     net_dial_end(&client.dialer);
     client.state = HANDSHAKING;
     send_line("HELLO %lld", (long long)client.server_offset);
@@ -174,7 +174,7 @@ static void connect_to_server(void) {
     client.state = CONNECTING;
     client.deadline = now_ms() + client.timeout;
     if (done) {
-        on_connected();
+        handle_connected();
     }
 }
 
@@ -192,7 +192,7 @@ static void try_next_address(const char *why) {
     client.fd = fd;
     client.deadline = now_ms() + client.timeout;
     if (done) {
-        on_connected();
+        handle_connected();
     }
 }
 
@@ -215,7 +215,7 @@ static void refuse_line(const char *why) {
     say("%s, not sent", why);
 }
 
-static void on_typed_line(const char *text) {
+static void handle_typed_line(const char *text) {
     if (*text == '\0') {
         return;
     }
@@ -228,7 +228,7 @@ static void on_typed_line(const char *text) {
 
 /* End of input: finish what the connection and the buffer hold, then
  * leave. Buffered messages wait for a connection, however long it takes. */
-static void on_stdin_eof(void) {
+static void handle_stdin_eof(void) {
     client.quitting = 1;
     if (client.state != CONNECTED && client.queue_len == 0) {
         client.done = 1;
@@ -248,7 +248,7 @@ static void take_typed_lines(void) {
     while (has_room() && line_ready(&client.typed)) {
         enum line_result r = line_next(&client.typed, &line);
         if (r == LINE_READY) {
-            on_typed_line(line);
+            handle_typed_line(line);
         } else if (r == LINE_TOO_LONG) {
             refuse_line("line too long");
             line_skip(&client.typed);
@@ -257,7 +257,7 @@ static void take_typed_lines(void) {
         }
     }
     if (client.stdin_eof && !client.quitting && !line_ready(&client.typed)) {
-        on_stdin_eof();
+        handle_stdin_eof();
     }
 }
 
@@ -334,7 +334,22 @@ static void on_chat(char *arg) {
     fflush(stdout); /* a pipe must see each line at once, too */
 }
 
-static void handle_server_line(char *line) {
+/* PING: answer PONG. After our half-close a PONG cannot go out: the
+ * write fails (EPIPE), and closing on that resets the connection, which
+ * destroys the last lines the server has not read yet. */
+static void on_ping(void) {
+    if (!client.shut) {
+        send_line("PONG");
+    }
+}
+
+/* ERR <reason>: the server is about to close, and says why. */
+static void on_err(const char *arg) {
+    say_shown("server says: ", arg);
+}
+
+/* Split "VERB rest" and dispatch, as the server does. */
+static void handle_line(char *line) {
     char *arg = strchr(line, ' ');
     if (arg != NULL) {
         *arg++ = '\0';
@@ -345,17 +360,14 @@ static void handle_server_line(char *line) {
         on_welcome(arg);
     } else if (strcmp(line, "CHAT") == 0) {
         on_chat(arg);
-    } else if (strcmp(line, "PING") == 0 && !client.shut) {
-        /* After our half-close a PONG cannot go out: the write fails
-         * (EPIPE), and closing on that resets the connection, which
-         * destroys the last lines the server has not read yet. */
-        send_line("PONG");
+    } else if (strcmp(line, "PING") == 0) {
+        on_ping();
     } else if (strcmp(line, "ERR") == 0) {
-        say_shown("server says: ", arg);
+        on_err(arg);
     }
 }
 
-static void handle_socket_readable(void) {
+static void handle_readable(void) {
     char *line;
     enum line_result r;
     ssize_t n = line_fill(&client.in, client.fd);
@@ -368,7 +380,7 @@ static void handle_socket_readable(void) {
             disconnect("line too long from the server");
         } else if (r == LINE_READY) {
             say_trace("<", line, strlen(line));
-            handle_server_line(line);
+            handle_line(line);
         }
     }
     /* Anything from the server proves it is alive: push the deadline
@@ -379,13 +391,13 @@ static void handle_socket_readable(void) {
     }
 }
 
-static void handle_socket_writable(void) {
+static void handle_writable(void) {
     char err[NET_ERR_LEN];
     if (client.state == CONNECTING) {
         if (net_connect_result(client.fd, err) == -1) {
             try_next_address(err);
         } else {
-            on_connected();
+            handle_connected();
         }
         return;
     }
@@ -526,10 +538,10 @@ int main(int argc, char **argv) {
             handle_stdin();
         }
         if (fd != -1 && fd == client.fd && FD_ISSET(fd, &rd)) {
-            handle_socket_readable();
+            handle_readable();
         }
         if (fd != -1 && fd == client.fd && FD_ISSET(fd, &wr)) {
-            handle_socket_writable();
+            handle_writable();
         }
         run_timers();
         take_typed_lines(); /* room may have come: a flush, an ack */

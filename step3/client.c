@@ -105,29 +105,58 @@ static struct {
     int done;
 } client;
 
+static void disconnect(const char *why);
+
+/* Queue one line for the server and write what the socket takes now, so
+ * a message leaves in this loop turn; select() watches for writability
+ * only while output is left. A failed write leaves its bytes pending as
+ * well: handle_writable() meets the error on the next turn, once
+ * handle_readable() has seen whether the server closed. As in the
+ * server, a full output is first written out to make room; if the server
+ * has stopped reading us, we drop the connection. A line over MAX_LINE
+ * bytes is refused, loudly: cut short, it would be another message. */
 static void send_line(const char *fmt, ...) {
-    char line[MAX_LINE];
-    va_list ap;
+    va_list ap, again;
+    size_t before = buf_pending(&client.out);
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    va_copy(again, ap);
+    int rc = buf_vprintf_line(&client.out, fmt, ap);
+    if (rc == -1 && buf_flush(&client.out, client.fd) == 0) {
+        before = buf_pending(&client.out);
+        rc = buf_vprintf_line(&client.out, fmt, again);
+    }
+    va_end(again);
     va_end(ap);
-    say_trace(">", line, strlen(line));
-    /* Cannot fail: stdin is read only while the buffer has room. */
-    buf_printf_line(&client.out, "%s", line);
+    if (rc == -2) {
+        say("a line over %d bytes, not sent", MAX_LINE);
+    } else if (rc == -1) {
+        disconnect("output buffer full");
+    } else {
+        say_trace(">", client.out.data + client.out.start + before, buf_pending(&client.out) - before - 1);
+        (void)buf_flush(&client.out, client.fd);
+    }
 }
 
 /* ---------------------------------------------------------------------
  * The send buffer: messages typed but not yet handed to the socket
  * ------------------------------------------------------------------- */
 
-static void queue_push(const char *text) {
-    char *copy = malloc(strlen(text) + 1);
-    if (copy == NULL) {
-        say("out of memory, message dropped: %s", text);
-        return;
+/* Keep one message, printf-style: it is formatted once, straight into
+ * memory of its own size, and stays there until it leaves the queue.
+ * -1 when out of memory. */
+static int queue_push(const char *fmt, ...) {
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *copy = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (copy != NULL) {
+        vsnprintf(copy, (size_t)n + 1, fmt, again);
+        client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
     }
-    strcpy(copy, text);
-    client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
+    va_end(again);
+    va_end(ap);
+    return copy != NULL ? 0 : -1;
 }
 
 static void queue_pop(void) {
@@ -282,7 +311,10 @@ static void send_message(const char *text) {
     if (client.state != CONNECTED) {
         say("not connected, message buffered: %s", text);
     }
-    queue_push(text);
+    if (queue_push("%s", text) == -1) {
+        say("out of memory, message dropped: %s", text);
+        return;
+    }
     send_buffered();
 }
 

@@ -32,6 +32,7 @@
 #include "options.h"
 #include "say.h"
 #include "stop.h"
+#include "typed.h"
 #include "util.h"
 
 #include <errno.h>
@@ -75,11 +76,10 @@ static struct {
     int64_t server_offset; /* the highest message id seen */
     int shut; /* we half-closed: the server will close */
     /* the user */
-    struct line_reader typed; /* from stdin */
+    struct typed typed; /* from stdin */
     char *queue[SEND_BUFFER_MAX]; /* typed, not yet sent: a ring */
     int queue_head, queue_len;
     int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
-    int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
 } client;
@@ -247,17 +247,6 @@ static void refuse_line(const char *why) {
     say("%s, not sent", why);
 }
 
-static void handle_typed_line(const char *text) {
-    if (*text == '\0') {
-        return;
-    }
-    if (strlen(text) > MAX_TEXT) {
-        refuse_line("line too long");
-        return;
-    }
-    send_message(text);
-}
-
 /* End of input: finish what the connection and the buffer hold, then
  * leave. Buffered messages wait for a connection, however long it takes. */
 static void handle_stdin_eof(void) {
@@ -272,36 +261,27 @@ static int has_room(void) {
     return client.queue_len < SEND_BUFFER_MAX;
 }
 
-/* Take complete typed lines while there is room for them. The others
- * wait in the line reader, and stdin is not read while any waits: the
+/* Take typed lines while there is room for them. The others wait in
+ * client.typed, and stdin is not read while any waits (watch()): the
  * user's input is held back instead of dropped. */
 static void take_typed_lines(void) {
     char *line;
-    while (has_room() && line_ready(&client.typed)) {
-        enum line_result r = line_next(&client.typed, &line);
-        if (r == LINE_READY) {
-            handle_typed_line(line);
-        } else if (r == LINE_TOO_LONG) {
-            refuse_line("line too long");
-            line_skip(&client.typed);
-        } else if (r == LINE_HAS_NUL) {
-            refuse_line("line with a NUL byte");
+    const char *why;
+    enum typed_result r;
+    while (has_room() && (r = typed_next(&client.typed, &line, &why)) != TYPED_NONE) {
+        if (r == TYPED_LINE) {
+            send_message(line);
+        } else {
+            refuse_line(why);
         }
     }
-    if (client.stdin_eof && !client.quitting && !line_ready(&client.typed)) {
+    if (typed_done(&client.typed) && !client.quitting) {
         handle_stdin_eof();
     }
 }
 
 static void handle_stdin(void) {
-    ssize_t n = line_fill(&client.typed, STDIN_FILENO);
-    if (n == -1 && errno == EAGAIN) {
-        return;
-    }
-    if (n <= 0) {
-        line_finish(&client.typed); /* a last line without newline counts */
-        client.stdin_eof = 1;
-    }
+    typed_fill(&client.typed, STDIN_FILENO);
     take_typed_lines();
 }
 
@@ -485,7 +465,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     FD_ZERO(rd);
     FD_ZERO(wr);
     FD_SET(client.stop_fd, rd);
-    if (!client.stdin_eof && !line_ready(&client.typed)) {
+    if (typed_wants_input(&client.typed)) {
         FD_SET(STDIN_FILENO, rd);
     }
     if (client.fd != -1) {
@@ -548,7 +528,7 @@ int main(int argc, char **argv) {
     }
     srand((unsigned)(getpid() ^ now_ms()));
     buf_init(&client.out, MAX_OUTPUT);
-    line_init(&client.typed);
+    typed_init(&client.typed);
     line_init(&client.in);
     connect_to_server();
     while (!client.done) {

@@ -29,6 +29,12 @@
  * reconnects (the replay). */
 #define MAX_OUTPUT (256 * 1024)
 
+/* Messages a client holds that the server has not taken yet: typed while
+ * disconnected (step 2), or sent and not yet acked (steps 3 and 4). When
+ * the queue is full the client stops reading stdin until there is room:
+ * backpressure, never a drop. */
+#define SEND_BUFFER_MAX 1000
+
 /* Replay of history: read at most this many rows per query, and only
  * while the client's output holds less than REPLAY_FILL bytes; a page
  * stops early as soon as REPLAY_FILL bytes wait. A client a million rows
@@ -42,6 +48,11 @@
  * closing itself (closing with unread input sends a reset, which can
  * destroy the error line before the peer reads it). */
 #define CLOSE_LINGER_MS 1000
+
+/* The largest value of an option in milliseconds (an hour), and of the
+ * heartbeat times a client takes from WELCOME: a bad value is refused at
+ * once, and now_ms() plus a few of them cannot overflow a deadline. */
+#define MAX_OPTION_MS 3600000
 
 /* The arithmetic of the limits, checked by the compiler. */
 /* The longest line we send: "MSG <ack-id> <client-offset> <text>\n", an

@@ -39,7 +39,10 @@
 #include "limits.h"
 #include "line.h"
 #include "net.h"
+#include "options.h"
+#include "say.h"
 #include "stop.h"
+#include "typed.h"
 #include "util.h"
 
 #include <errno.h>
@@ -57,10 +60,6 @@
 #define RECONNECTION_DELAY_MAX_MS 5000
 #define RANDOMIZATION_FACTOR 0.5
 #define CONNECT_TIMEOUT_MS 20000
-
-/* Messages typed and not yet acked. When the queue is full we stop
- * reading stdin until there is room again: backpressure, never a drop. */
-#define SEND_BUFFER_MAX 1000
 
 /* Socket.IO's tutorial values: wait 10 s for an ack, then retry up to 3
  * times (4 attempts in all). */
@@ -80,7 +79,6 @@ static struct {
     int port;
     long delay, delay_max, timeout;
     long ack_timeout, retries; /* retries -1: for ever */
-    int verbose;
     /* the connection */
     enum state state;
     struct net_dialer dialer; /* the addresses of --host, tried in turn */
@@ -94,7 +92,7 @@ static struct {
     int64_t server_offset; /* the highest message id seen */
     int shut; /* we half-closed: the server will close */
     /* the user */
-    struct line_reader typed; /* from stdin */
+    struct typed typed; /* from stdin */
     char *queue[SEND_BUFFER_MAX]; /* typed, not yet acked: a ring */
     int queue_head, queue_len;
     int in_flight; /* the queue's head was sent, no ack yet */
@@ -103,60 +101,62 @@ static struct {
     long long ack_deadline; /* when the current attempt has failed */
     int given_up; /* messages that ran out of retries */
     int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
-    int stdin_eof; /* stdin has ended */
     int quitting; /* every typed line is taken: finishing */
     int done;
 } client;
 
-static void say(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("client: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
+static void disconnect(const char *why);
 
-/* Text from the server is untrusted: it goes through show_text(), so it
- * cannot drive the terminal. */
-static void say_shown(const char *what, const char *text) {
-    fprintf(stderr, "client: %s", what);
-    show_text(stderr, text);
-    fputc('\n', stderr);
-}
-
-/* With --verbose, show each protocol line: the wire view. */
-static void trace(const char *dir, const char *line) {
-    if (client.verbose) {
-        fprintf(stderr, "%s ", dir);
-        show_text(stderr, line);
-        fputc('\n', stderr);
-    }
-}
-
+/* Queue one line for the server and write what the socket takes now, so
+ * a message leaves in this loop turn; select() watches for writability
+ * only while output is left. A failed write leaves its bytes pending as
+ * well: handle_writable() meets the error on the next turn, once
+ * handle_readable() has seen whether the server closed. As in the
+ * server, a full output is first written out to make room; if the server
+ * has stopped reading us, we drop the connection. A line over MAX_LINE
+ * bytes is refused, loudly: cut short, it would be another message. */
 static void send_line(const char *fmt, ...) {
-    char line[MAX_LINE];
-    va_list ap;
+    va_list ap, again;
+    size_t before = buf_pending(&client.out);
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    va_copy(again, ap);
+    int rc = buf_vprintf_line(&client.out, fmt, ap);
+    if (rc == -1 && buf_flush(&client.out, client.fd) == 0) {
+        before = buf_pending(&client.out);
+        rc = buf_vprintf_line(&client.out, fmt, again);
+    }
+    va_end(again);
     va_end(ap);
-    trace(">", line);
-    /* Cannot fail: stdin is read only while the buffer has room. */
-    buf_printf_line(&client.out, "%s", line);
+    if (rc == -2) {
+        say("a line over %d bytes, not sent", MAX_LINE);
+    } else if (rc == -1) {
+        disconnect("output buffer full");
+    } else {
+        say_trace(">", client.out.data + client.out.start + before, buf_pending(&client.out) - before - 1);
+        (void)buf_flush(&client.out, client.fd);
+    }
 }
 
 /* ---------------------------------------------------------------------
  * The send buffer: messages typed but not yet handed to the socket
  * ------------------------------------------------------------------- */
 
-static void queue_push(const char *text) {
-    char *copy = malloc(strlen(text) + 1);
-    if (copy == NULL) {
-        say("out of memory, message dropped: %s", text);
-        return;
+/* Keep one message, printf-style: it is formatted once, straight into
+ * memory of its own size, and stays there until it leaves the queue.
+ * -1 when out of memory. */
+static int queue_push(const char *fmt, ...) {
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *copy = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (copy != NULL) {
+        vsnprintf(copy, (size_t)n + 1, fmt, again);
+        client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
     }
-    strcpy(copy, text);
-    client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
+    va_end(again);
+    va_end(ap);
+    return copy != NULL ? 0 : -1;
 }
 
 static void queue_pop(void) {
@@ -261,7 +261,7 @@ static void disconnect(const char *why) {
 }
 
 /* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
-static void on_connected(void) {
+static void handle_connected(void) {
     net_dial_end(&client.dialer);
     client.state = HANDSHAKING;
     send_line("HELLO %lld", (long long)client.server_offset);
@@ -279,7 +279,7 @@ static void connect_to_server(void) {
     client.state = CONNECTING;
     client.deadline = now_ms() + client.timeout;
     if (done) {
-        on_connected();
+        handle_connected();
     }
 }
 
@@ -297,7 +297,7 @@ static void try_next_address(const char *why) {
     client.fd = fd;
     client.deadline = now_ms() + client.timeout;
     if (done) {
-        on_connected();
+        handle_connected();
     }
 }
 
@@ -311,7 +311,10 @@ static void send_message(const char *text) {
     if (client.state != CONNECTED) {
         say("not connected, message buffered: %s", text);
     }
-    queue_push(text);
+    if (queue_push("%s", text) == -1) {
+        say("out of memory, message dropped: %s", text);
+        return;
+    }
     send_buffered();
 }
 
@@ -322,19 +325,8 @@ static void refuse_line(const char *why) {
     client.given_up++;
 }
 
-static void on_typed_line(const char *text) {
-    if (*text == '\0') {
-        return;
-    }
-    if (strlen(text) > MAX_TEXT) {
-        refuse_line("line too long");
-        return;
-    }
-    send_message(text);
-}
-
 /* End of input: leave once every message is acked or given up. */
-static void on_stdin_eof(void) {
+static void handle_stdin_eof(void) {
     client.quitting = 1;
     if (client.state != CONNECTED && client.queue_len == 0) {
         client.done = 1;
@@ -346,36 +338,27 @@ static int has_room(void) {
     return client.queue_len < SEND_BUFFER_MAX;
 }
 
-/* Take complete typed lines while there is room for them. The others
- * wait in the line reader, and stdin is not read while any waits: the
+/* Take typed lines while there is room for them. The others wait in
+ * client.typed, and stdin is not read while any waits (watch()): the
  * user's input is held back instead of dropped. */
 static void take_typed_lines(void) {
     char *line;
-    while (has_room() && line_ready(&client.typed)) {
-        enum line_result r = line_next(&client.typed, &line);
-        if (r == LINE_READY) {
-            on_typed_line(line);
-        } else if (r == LINE_TOO_LONG) {
-            refuse_line("line too long");
-            line_skip(&client.typed);
-        } else if (r == LINE_HAS_NUL) {
-            refuse_line("line with a NUL byte");
+    const char *why;
+    enum typed_result r;
+    while (has_room() && (r = typed_next(&client.typed, &line, &why)) != TYPED_NONE) {
+        if (r == TYPED_LINE) {
+            send_message(line);
+        } else {
+            refuse_line(why);
         }
     }
-    if (client.stdin_eof && !client.quitting && !line_ready(&client.typed)) {
-        on_stdin_eof();
+    if (typed_done(&client.typed) && !client.quitting) {
+        handle_stdin_eof();
     }
 }
 
 static void handle_stdin(void) {
-    ssize_t n = line_fill(&client.typed, STDIN_FILENO);
-    if (n == -1 && errno == EAGAIN) {
-        return;
-    }
-    if (n <= 0) {
-        line_finish(&client.typed); /* a last line without newline counts */
-        client.stdin_eof = 1;
-    }
+    typed_fill(&client.typed, STDIN_FILENO);
     take_typed_lines();
 }
 
@@ -409,8 +392,8 @@ static void on_welcome(char *arg) {
     *interval++ = '\0';
     *timeout++ = '\0';
     *last++ = '\0';
-    if (parse_long_arg(interval, 1, 3600000, &client.ping_interval) == -1 ||
-        parse_long_arg(timeout, 1, 3600000, &client.ping_timeout) == -1 ||
+    if (parse_long_arg(interval, 1, MAX_OPTION_MS, &client.ping_interval) == -1 ||
+        parse_long_arg(timeout, 1, MAX_OPTION_MS, &client.ping_timeout) == -1 ||
         parse_int64(last, &last_id) == -1) {
         disconnect("bad WELCOME");
         return;
@@ -440,7 +423,22 @@ static void on_chat(char *arg) {
     fflush(stdout); /* a pipe must see each line at once, too */
 }
 
-static void handle_server_line(char *line) {
+/* PING: answer PONG. After our half-close a PONG cannot go out: the
+ * write fails (EPIPE), and closing on that resets the connection, which
+ * destroys the last lines the server has not read yet. */
+static void on_ping(void) {
+    if (!client.shut) {
+        send_line("PONG");
+    }
+}
+
+/* ERR <reason>: the server is about to close, and says why. */
+static void on_err(const char *arg) {
+    say_shown("server says: ", arg);
+}
+
+/* Split "VERB rest" and dispatch, as the server does. */
+static void handle_line(char *line) {
     char *arg = strchr(line, ' ');
     if (arg != NULL) {
         *arg++ = '\0';
@@ -455,17 +453,14 @@ static void handle_server_line(char *line) {
         on_ack(arg);
     } else if (strcmp(line, "REJECT") == 0) {
         on_reject(arg);
-    } else if (strcmp(line, "PING") == 0 && !client.shut) {
-        /* After our half-close a PONG cannot go out: the write fails
-         * (EPIPE), and closing on that resets the connection, which
-         * destroys the last lines the server has not read yet. */
-        send_line("PONG");
+    } else if (strcmp(line, "PING") == 0) {
+        on_ping();
     } else if (strcmp(line, "ERR") == 0) {
-        say_shown("server says: ", arg);
+        on_err(arg);
     }
 }
 
-static void handle_socket_readable(void) {
+static void handle_readable(void) {
     char *line;
     enum line_result r;
     ssize_t n = line_fill(&client.in, client.fd);
@@ -477,8 +472,8 @@ static void handle_socket_readable(void) {
         if (r == LINE_TOO_LONG) {
             disconnect("line too long from the server");
         } else if (r == LINE_READY) {
-            trace("<", line);
-            handle_server_line(line);
+            say_trace("<", line, strlen(line));
+            handle_line(line);
         }
     }
     /* Anything from the server proves it is alive: push the deadline
@@ -489,13 +484,13 @@ static void handle_socket_readable(void) {
     }
 }
 
-static void handle_socket_writable(void) {
+static void handle_writable(void) {
     char err[NET_ERR_LEN];
     if (client.state == CONNECTING) {
         if (net_connect_result(client.fd, err) == -1) {
             try_next_address(err);
         } else {
-            on_connected();
+            handle_connected();
         }
         return;
     }
@@ -556,7 +551,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     FD_ZERO(rd);
     FD_ZERO(wr);
     FD_SET(client.stop_fd, rd);
-    if (!client.stdin_eof && !line_ready(&client.typed)) {
+    if (typed_wants_input(&client.typed)) {
         FD_SET(STDIN_FILENO, rd);
     }
     if (client.fd != -1) {
@@ -590,46 +585,28 @@ static void usage(void) {
 
 static void parse_options(int argc, char **argv) {
     long port = 3000;
+    int verbose = 0;
+    const struct option_spec options[] = {
+        {"--host", OPTION_STRING, &client.host, 0, 0},
+        {"--port", OPTION_LONG, &port, 1, 65535},
+        {"--reconnection-delay", OPTION_LONG, &client.delay, 1, MAX_OPTION_MS},
+        {"--reconnection-delay-max", OPTION_LONG, &client.delay_max, 1, MAX_OPTION_MS},
+        {"--timeout", OPTION_LONG, &client.timeout, 1, MAX_OPTION_MS},
+        {"--ack-timeout", OPTION_LONG, &client.ack_timeout, 1, MAX_OPTION_MS},
+        {"--retries", OPTION_LONG_OR_INF, &client.retries, 0, 1000000},
+        {"--verbose", OPTION_FLAG, &verbose, 0, 0},
+    };
     client.host = "127.0.0.1";
     client.delay = RECONNECTION_DELAY_MS;
     client.delay_max = RECONNECTION_DELAY_MAX_MS;
     client.timeout = CONNECT_TIMEOUT_MS;
     client.ack_timeout = ACK_TIMEOUT_MS;
     client.retries = RETRIES;
-    int i = 1;
-    while (i < argc) {
-        const char *opt = argv[i++];
-        if (strcmp(opt, "--verbose") == 0) {
-            client.verbose = 1;
-            continue;
-        }
-        /* Every other option takes a value: --name value. */
-        const char *val = i < argc ? argv[i++] : NULL;
-        int ok = 1;
-        if (strcmp(opt, "--host") == 0 && val != NULL) {
-            client.host = val;
-        } else if (strcmp(opt, "--port") == 0) {
-            ok = parse_long_arg(val, 1, 65535, &port) == 0;
-        } else if (strcmp(opt, "--reconnection-delay") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.delay) == 0;
-        } else if (strcmp(opt, "--reconnection-delay-max") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.delay_max) == 0;
-        } else if (strcmp(opt, "--timeout") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.timeout) == 0;
-        } else if (strcmp(opt, "--ack-timeout") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &client.ack_timeout) == 0;
-        } else if (strcmp(opt, "--retries") == 0 && val != NULL && strcmp(val, "inf") == 0) {
-            client.retries = -1;
-        } else if (strcmp(opt, "--retries") == 0) {
-            ok = parse_long_arg(val, 0, 1000000, &client.retries) == 0;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            usage();
-        }
+    if (options_parse(argc, argv, options, sizeof options / sizeof options[0]) == -1) {
+        usage();
     }
     client.port = (int)port;
+    say_set_verbose(verbose);
 }
 
 int main(int argc, char **argv) {
@@ -643,7 +620,7 @@ int main(int argc, char **argv) {
     }
     srand((unsigned)(getpid() ^ now_ms()));
     buf_init(&client.out, MAX_OUTPUT);
-    line_init(&client.typed);
+    typed_init(&client.typed);
     line_init(&client.in);
     connect_to_server();
     while (!client.done) {
@@ -665,10 +642,10 @@ int main(int argc, char **argv) {
             handle_stdin();
         }
         if (fd != -1 && fd == client.fd && FD_ISSET(fd, &rd)) {
-            handle_socket_readable();
+            handle_readable();
         }
         if (fd != -1 && fd == client.fd && FD_ISSET(fd, &wr)) {
-            handle_socket_writable();
+            handle_writable();
         }
         run_timers();
         take_typed_lines(); /* room may have come: a flush, an ack */

@@ -43,6 +43,30 @@
  * destroy the error line before the peer reads it). */
 #define CLOSE_LINGER_MS 1000
 
+/* The server side's other bounds. */
+
+/* Connections the kernel holds for the server before accept() takes them
+ * (listen()'s backlog). A connection past it waits or is refused by the
+ * kernel, and the client retries with backoff. */
+#define LISTEN_BACKLOG 511
+
+/* While a replay cannot read the database (it is locked), the server
+ * tries again this often; live messages wait for that client meanwhile. */
+#define REPLAY_RETRY_MS 100
+
+/* At start-up only, store_open() waits this long for another process's
+ * lock on the database; then the server says why and exits. In the loop
+ * nothing waits: a locked database fails at once. */
+#define STORE_OPEN_BUSY_MS 2000
+
+/* An idle output buffer that grew past this is given back to the
+ * allocator once it is empty, so a thousand quiet clients cost little. */
+#define BUF_KEEP (16 * 1024)
+
+/* The largest value of an option in milliseconds (--ping-interval and
+ * the like): an hour. A larger one is refused with the usage line. */
+#define MAX_OPTION_MS 3600000
+
 /* The arithmetic of the limits, checked by the compiler. */
 /* The longest line we send: "MSG <ack-id> <client-offset> <text>\n", an
  * ack id of up to 19 digits, an offset of 16 hex, "-" and 19 digits. */

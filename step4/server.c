@@ -57,9 +57,6 @@
 #define PING_INTERVAL_MS 25000
 #define PING_TIMEOUT_MS 20000
 
-/* While a replay could not read the database, try again this often. */
-#define REPLAY_RETRY_MS 100
-
 struct client {
     int fd;
     char id[21]; /* random, like Socket.IO's socket.id */
@@ -580,9 +577,9 @@ static void parse_options(int argc, char **argv) {
         } else if (strcmp(opt, "--db") == 0 && ok) {
             server.db_path = val;
         } else if (strcmp(opt, "--ping-interval") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &server.ping_interval) == 0;
+            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &server.ping_interval) == 0;
         } else if (strcmp(opt, "--ping-timeout") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &server.ping_timeout) == 0;
+            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &server.ping_timeout) == 0;
         } else {
             ok = 0;
         }

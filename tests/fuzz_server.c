@@ -252,7 +252,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     /* A PING as soon as the last PONG is 1 ms old, and never a timeout:
      * the heartbeat runs, and an input decides what happens. */
     server.ping_interval = 1;
-    server.ping_timeout = 3600000;
+    server.ping_timeout = MAX_OPTION_MS;
     open_store();
     return 0;
 }

@@ -34,6 +34,7 @@
  * acks it again and does not store or broadcast it twice. "Exactly once".
  */
 #include "buf.h"
+#include "conn.h"
 #include "limits.h"
 #include "line.h"
 #include "log.h"
@@ -57,20 +58,24 @@
 #define PING_INTERVAL_MS 25000
 #define PING_TIMEOUT_MS 20000
 
+/* A client's life, in this order. */
+enum client_state {
+    CLIENT_NEW, /* connected; no HELLO yet */
+    CLIENT_REPLAYING, /* WELCOME sent; rows above `seen` are still only in the db */
+    CLIENT_LIVE, /* caught up: live messages reach it */
+    CLIENT_CLOSING, /* after an error: flushing, then closing (conn.h) */
+    CLIENT_DEAD /* to be freed at the end of this loop turn */
+};
+
 struct client {
     int fd;
     char id[21]; /* random, like Socket.IO's socket.id */
+    enum client_state state;
     struct line_reader in; /* bytes received, cut into lines */
     struct buf out; /* bytes to send, at most MAX_OUTPUT */
-    int greeted; /* HELLO received, WELCOME sent */
-    int replaying; /* rows above `seen` are still only in the db */
     int64_t seen; /* highest message id queued for this client */
-    long long ping_at; /* when to send the next PING */
-    long long pong_by; /* when the PONG is due; 0 if no PING is out */
-    long long close_by; /* 0, or: closing, and the peer has until then */
-    int peer_eof; /* the peer will send nothing more */
-    int shut; /* we half-closed our side */
-    int dead; /* to be freed at the end of this loop turn */
+    struct conn_heartbeat beat; /* PING and PONG deadlines */
+    struct conn_linger linger; /* end of input; the close after an error */
 };
 
 static struct {
@@ -101,7 +106,7 @@ static struct client *client_new(int fd) {
     c->fd = fd;
     line_init(&c->in);
     buf_init(&c->out, MAX_OUTPUT);
-    c->ping_at = now_ms() + server.ping_interval;
+    conn_heartbeat_reset(&c->beat, now_ms(), server.ping_interval);
     server.clients[fd] = c;
     server.nclients++;
     if (fd > server.maxfd) {
@@ -122,12 +127,17 @@ static void client_free(struct client *c) {
     free(c);
 }
 
+/* Still taking requests: neither closing nor dropped. */
+static int client_open(const struct client *c) {
+    return c->state != CLIENT_CLOSING && c->state != CLIENT_DEAD;
+}
+
 /* Drop a client now. It is freed at the end of the loop turn, so that a
  * caller further up the stack never holds a freed pointer. */
 static void client_drop(struct client *c, const char *why) {
-    if (!c->dead) {
+    if (c->state != CLIENT_DEAD) {
         log_conn("server: %s disconnected: %s", c->id, why);
-        c->dead = 1;
+        c->state = CLIENT_DEAD;
         buf_clear(&c->out);
     }
 }
@@ -135,9 +145,10 @@ static void client_drop(struct client *c, const char *why) {
 /* Close gracefully: stop taking requests, flush what is queued (an error
  * line, say), half-close, and give the peer a moment to close first. */
 static void client_close_soon(struct client *c, const char *why) {
-    if (!c->close_by) {
+    if (client_open(c)) {
         log_conn("server: %s closing: %s", c->id, why);
-        c->close_by = now_ms() + CLOSE_LINGER_MS;
+        c->state = CLIENT_CLOSING;
+        conn_linger_start(&c->linger, now_ms());
     }
 }
 
@@ -148,7 +159,7 @@ static void client_close_soon(struct client *c, const char *why) {
  * asks for the missed rows when it reconnects. */
 static void send_line(struct client *c, const char *fmt, ...) {
     va_list ap, again;
-    if (c->dead) {
+    if (c->state == CLIENT_DEAD) {
         return;
     }
     va_start(ap, fmt);
@@ -192,14 +203,14 @@ static int replay_row(void *ctx, int64_t id, const char *text) {
  * output is nearly empty. Called again each time its socket drains, so a
  * client far behind streams the history through a small buffer. */
 static void replay_more(struct client *c) {
-    while (c->replaying && !c->dead && buf_pending(&c->out) < REPLAY_FILL) {
+    while (c->state == CLIENT_REPLAYING && buf_pending(&c->out) < REPLAY_FILL) {
         int rows = store_replay(server.store, c->seen, REPLAY_PAGE, replay_row, c);
         if (rows == -1) {
             log_line("server: replay for %s failed: %s", c->id, store_errmsg(server.store));
             return; /* retried by the timer */
         }
         if (rows < REPLAY_PAGE && buf_pending(&c->out) < REPLAY_FILL) {
-            c->replaying = 0; /* caught up: live messages may flow now */
+            c->state = CLIENT_LIVE; /* caught up: live messages may flow now */
         }
     }
 }
@@ -209,7 +220,7 @@ static void replay_more(struct client *c) {
 static void broadcast(int64_t id, const char *text) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c != NULL && c->greeted && !c->replaying && !c->close_by) {
+        if (c != NULL && c->state == CLIENT_LIVE) {
             send_chat(c, id, text);
         }
     }
@@ -222,7 +233,7 @@ static void broadcast(int64_t id, const char *text) {
 /* HELLO <server-offset>: the last message id this client has seen. */
 static void on_hello(struct client *c, const char *arg) {
     int64_t offset;
-    if (c->greeted) {
+    if (c->state != CLIENT_NEW) {
         send_error(c, "HELLO already received");
         return;
     }
@@ -241,10 +252,24 @@ static void on_hello(struct client *c, const char *arg) {
     }
     send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.ping_interval, server.ping_timeout,
               (long long)(last >= 0 ? last : offset));
-    c->greeted = 1;
     c->seen = offset;
-    c->replaying = 1;
+    c->state = CLIENT_REPLAYING;
     replay_more(c);
+}
+
+/* The argument of MSG, "<ack-id> <client-offset> <text>": NULL, or what
+ * is wrong. */
+static const char *parse_msg(char *arg, int64_t *ack, char **offset, char **text) {
+    char *ack_word = next_word(&arg);
+    *offset = next_word(&arg);
+    if (arg == NULL) {
+        return "expected MSG <ack-id> <client-offset> <text>";
+    }
+    if (parse_int64(ack_word, ack) == -1 || **offset == '\0') {
+        return "bad ack id or client offset";
+    }
+    *text = arg;
+    return NULL;
 }
 
 /* MSG <ack-id> <client-offset> <text>: store it, broadcast it, and only
@@ -252,20 +277,14 @@ static void on_hello(struct client *c, const char *arg) {
  * If the offset is already stored, this is a retry: ack, nothing more. */
 static void on_msg(struct client *c, char *arg) {
     int64_t id, ack;
-    char *offset = strchr(arg, ' ');
-    char *text = offset ? strchr(offset + 1, ' ') : NULL;
-    if (!c->greeted) {
+    char *offset, *text;
+    const char *bad;
+    if (c->state == CLIENT_NEW) {
         send_error(c, "send HELLO first");
         return;
     }
-    if (text == NULL) {
-        send_error(c, "expected MSG <ack-id> <client-offset> <text>");
-        return;
-    }
-    *offset++ = '\0';
-    *text++ = '\0';
-    if (parse_int64(arg, &ack) == -1 || *offset == '\0') {
-        send_error(c, "bad ack id or client offset");
+    if ((bad = parse_msg(arg, &ack, &offset, &text)) != NULL) {
+        send_error(c, bad);
         return;
     }
     /* A text that can never be stored is rejected for good, by its ack
@@ -295,17 +314,15 @@ static void on_msg(struct client *c, char *arg) {
 }
 
 static void on_pong(struct client *c) {
-    c->pong_by = 0;
-    c->ping_at = now_ms() + server.ping_interval;
+    conn_heartbeat_reset(&c->beat, now_ms(), server.ping_interval);
 }
 
 /* Split "VERB rest" and dispatch. An empty line is ignored. */
 static void handle_line(struct client *c, char *line) {
-    char *arg = strchr(line, ' ');
-    if (arg != NULL) {
-        *arg++ = '\0';
-    } else {
-        arg = line + strlen(line);
+    char *arg = line;
+    next_word(&arg);
+    if (arg == NULL) {
+        arg = line + strlen(line); /* the verb alone: an empty argument */
     }
     if (strcmp(line, "HELLO") == 0) {
         on_hello(c, arg);
@@ -326,7 +343,7 @@ static void handle_line(struct client *c, char *line) {
 static void handle_lines(struct client *c) {
     char *line;
     enum line_result r;
-    while (!c->dead && !c->close_by && (r = line_next(&c->in, &line)) != LINE_NEED_MORE) {
+    while (client_open(c) && (r = line_next(&c->in, &line)) != LINE_NEED_MORE) {
         if (r == LINE_READY) {
             handle_line(c, line);
         } else {
@@ -337,25 +354,26 @@ static void handle_lines(struct client *c) {
 }
 
 static void handle_readable(struct client *c) {
-    if (c->close_by) {
+    if (c->state == CLIENT_CLOSING) {
         line_init(&c->in); /* closing: input is read and thrown away */
     }
     ssize_t n = line_fill(&c->in, c->fd);
     if (n == 0) {
         /* The peer half-closed. A partial last line is not a message. */
-        c->peer_eof = 1;
+        c->linger.peer_eof = 1;
         client_close_soon(c, "end of input");
     } else if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
         client_drop(c, strerror(errno));
-    } else if (!c->close_by) {
+    } else if (client_open(c)) {
         handle_lines(c);
     }
 }
 
+/* Write what is queued; once it is all out, a replay may go on. */
 static void handle_writable(struct client *c) {
     if (buf_flush(&c->out, c->fd) == -1) {
         client_drop(c, strerror(errno));
-    } else if (!c->close_by) {
+    } else {
         replay_more(c);
     }
 }
@@ -376,33 +394,10 @@ static void refuse(int fd, const char *why) {
     client_close_soon(c, why);
 }
 
-/* Out of fds, accept() fails with EMFILE and the connection stays in the
- * queue: select() reports it again and again, a busy loop. So we keep one
- * spare fd, and give it up to accept and refuse that connection. Returns
- * -1 when there was none: EMFILE comes even with an empty queue. */
-static int refuse_without_fds(int listen_fd) {
-    close(server.spare_fd);
-    int fd = net_accept(listen_fd);
-    if (fd != -1) {
-        log_conn("server: refused a connection: out of file descriptors");
-        net_refuse(fd, "ERR server full\n"); /* no fd to spare for a linger */
-    }
-    server.spare_fd = open("/dev/null", O_RDONLY);
-    return fd;
-}
-
+/* Out of fds, conn_accept() refuses a connection with its spare fd. */
 static void accept_clients(int listen_fd) {
-    for (;;) {
-        int fd = net_accept(listen_fd);
-        if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
-            if (refuse_without_fds(listen_fd) == -1) {
-                return;
-            }
-            continue;
-        }
-        if (fd == -1) {
-            return; /* EAGAIN: no more waiting; anything else: try later */
-        }
+    int fd;
+    while ((fd = conn_accept(listen_fd, &server.spare_fd, "ERR server full\n")) != -1) {
         /* FD_SET() on an fd >= FD_SETSIZE would write past the fd_set. */
         if (fd >= FD_SETSIZE || server.nclients >= MAX_CLIENTS) {
             refuse(fd, "too many clients");
@@ -418,23 +413,11 @@ static void accept_clients(int listen_fd) {
  * ------------------------------------------------------------------- */
 
 static void heartbeat(struct client *c, long long now) {
-    if (c->pong_by && now >= c->pong_by) {
+    enum conn_beat beat = conn_heartbeat_due(&c->beat, now, server.ping_timeout);
+    if (beat == BEAT_TIMEOUT) {
         client_drop(c, "ping timeout");
-    } else if (!c->pong_by && now >= c->ping_at) {
+    } else if (beat == BEAT_PING) {
         send_line(c, "PING");
-        c->pong_by = now + server.ping_timeout;
-    }
-}
-
-/* A closing client: half-close once its output is flushed, and free it
- * when the peer has closed too, or when it had long enough. */
-static void finish_closing(struct client *c, long long now) {
-    if (buf_pending(&c->out) == 0 && !c->shut) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut = 1;
-    }
-    if ((c->shut && c->peer_eof) || now >= c->close_by) {
-        c->dead = 1;
     }
 }
 
@@ -442,16 +425,16 @@ static void run_timers(void) {
     long long now = now_ms();
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c == NULL || c->dead) {
+        if (c == NULL || c->state == CLIENT_DEAD) {
             continue;
         }
-        if (c->close_by) {
-            finish_closing(c, now);
-        } else {
+        if (c->state != CLIENT_CLOSING) {
             heartbeat(c, now);
+        } else if (conn_linger_over(&c->linger, c->fd, buf_pending(&c->out), now)) {
+            c->state = CLIENT_DEAD; /* flushed, half-closed, and the peer closed or had long enough */
         }
-        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
-            replay_more(c);
+        if (c->state == CLIENT_REPLAYING && buf_pending(&c->out) == 0) {
+            replay_more(c); /* a retry after a failed page */
         }
     }
 }
@@ -468,8 +451,9 @@ static struct timeval next_timeout(void) {
         if (c == NULL) {
             continue;
         }
-        next = min_deadline(next, c->close_by ? c->close_by : (c->pong_by ? c->pong_by : c->ping_at));
-        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
+        next =
+            min_deadline(next, c->state == CLIENT_CLOSING ? c->linger.until : conn_heartbeat_next(&c->beat));
+        if (c->state == CLIENT_REPLAYING && buf_pending(&c->out) == 0) {
             next = min_deadline(next, now + REPLAY_RETRY_MS);
         }
     }
@@ -507,7 +491,7 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
         }
         /* After the peer's end of file its socket stays readable for ever:
          * watching it would wake us in a loop while its output drains. */
-        if (!c->peer_eof) {
+        if (!c->linger.peer_eof) {
             FD_SET(fd, rd);
         }
         if (buf_pending(&c->out) > 0) {
@@ -521,10 +505,10 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
 static void serve_clients(fd_set *rd, fd_set *wr) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c != NULL && FD_ISSET(fd, rd) && !c->dead) {
+        if (c != NULL && FD_ISSET(fd, rd) && c->state != CLIENT_DEAD) {
             handle_readable(c);
         }
-        if (c != NULL && FD_ISSET(fd, wr) && !c->dead) {
+        if (c != NULL && FD_ISSET(fd, wr) && c->state != CLIENT_DEAD) {
             handle_writable(c);
         }
     }
@@ -532,7 +516,7 @@ static void serve_clients(fd_set *rd, fd_set *wr) {
 
 static void free_dead_clients(void) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
-        if (server.clients[fd] != NULL && server.clients[fd]->dead) {
+        if (server.clients[fd] != NULL && server.clients[fd]->state == CLIENT_DEAD) {
             client_free(server.clients[fd]);
         }
     }

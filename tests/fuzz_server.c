@@ -165,7 +165,7 @@ static void loop_turn(int fd) {
     }
     serve_clients(&rd, &wr);
     run_timers();
-    if (server.clients[fd] != NULL && !c->dead && c->shut && buf_pending(&c->out) > 0) {
+    if (server.clients[fd] != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
         fail("output queued after the server half-closed", NULL);
     }
     free_dead_clients();

@@ -92,7 +92,7 @@ int main(void) {
     size_t worst = 0;
     long lines = 0;
     for (long turn = 0; turn < 100L * ROWS * (MAX_TEXT / READ_PER_TURN + 1) && lines < ROWS + 1; turn++) {
-        if (server.clients[sv[0]] == NULL || c->dead) {
+        if (server.clients[sv[0]] == NULL || c->state == CLIENT_DEAD) {
             break; /* cut off */
         }
         worst = buf_pending(&c->out) > worst ? buf_pending(&c->out) : worst;

@@ -163,7 +163,8 @@ static void loop_turn(int fd) {
         FD_ZERO(&rd);
         FD_ZERO(&wr);
     }
-    serve_clients(&rd, &wr);
+    serve_clients(&rd);
+    flush_clients();
     run_timers();
     if (server.clients[fd] != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
         fail("output queued after the server half-closed", NULL);

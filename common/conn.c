@@ -4,11 +4,43 @@
 #include "limits.h"
 #include "log.h"
 #include "net.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+int conn_parse_options(struct conn_options *o, int argc, char **argv) {
+    long port = 3000;
+    o->host = "127.0.0.1";
+    o->db_path = "chat.db";
+    o->ping_interval = PING_INTERVAL_MS;
+    o->ping_timeout = PING_TIMEOUT_MS;
+    for (int i = 1; i < argc; i += 2) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = val != NULL;
+        if (strcmp(opt, "--host") == 0 && ok) {
+            o->host = val;
+        } else if (strcmp(opt, "--port") == 0) {
+            ok = parse_long_arg(val, 0, 65535, &port) == 0;
+        } else if (strcmp(opt, "--db") == 0 && ok) {
+            o->db_path = val;
+        } else if (strcmp(opt, "--ping-interval") == 0) {
+            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &o->ping_interval) == 0;
+        } else if (strcmp(opt, "--ping-timeout") == 0) {
+            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &o->ping_timeout) == 0;
+        } else {
+            ok = 0;
+        }
+        if (!ok) {
+            return -1;
+        }
+    }
+    o->port = (int)port;
+    return 0;
+}
 
 /* Out of fds: give up the spare to take one connection and refuse it.
  * -1 when there was none: EMFILE comes even with an empty queue. */

@@ -6,6 +6,25 @@
 
 #include <stddef.h>
 
+/* The server's command line, the same in every step. The heartbeat's
+ * defaults are Socket.IO's: a PING every 25 s, its PONG due within 20 s. */
+#define PING_INTERVAL_MS 25000
+#define PING_TIMEOUT_MS 20000
+#define CONN_USAGE                                                                                           \
+    "usage: server [--host ADDR] [--port N] [--db FILE] [--ping-interval MS] [--ping-timeout MS]\n"
+
+struct conn_options {
+    const char *host; /* --host, 127.0.0.1 */
+    int port; /* --port, 3000 (0: any free port) */
+    const char *db_path; /* --db, chat.db */
+    long ping_interval, ping_timeout; /* --ping-interval, --ping-timeout (ms) */
+};
+
+/* Fill o from argv, defaults first. Every option takes a value: --name
+ * value. -1 on an unknown option or a bad value (the caller prints
+ * CONN_USAGE and exits: start-up may die, this helper does not). */
+int conn_parse_options(struct conn_options *o, int argc, char **argv);
+
 /* Accept one connection, as net_accept() does, but never busy-loop when
  * out of descriptors. Then accept() fails with EMFILE and the connection
  * stays in the queue, so select() reports it again and again. So the

@@ -53,11 +53,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Socket.IO's heartbeat defaults: a PING every 25 s, a PONG due within
- * 20 s. A peer that does not answer is gone, even if TCP did not say so. */
-#define PING_INTERVAL_MS 25000
-#define PING_TIMEOUT_MS 20000
-
 /* A client's life, in this order. */
 enum client_state {
     CLIENT_NEW, /* connected; no HELLO yet */
@@ -79,10 +74,7 @@ struct client {
 };
 
 static struct {
-    const char *host;
-    int port;
-    const char *db_path;
-    long ping_interval, ping_timeout;
+    struct conn_options opt; /* the command line (conn.h) */
     struct net_listener listen; /* a socket per address of --host */
     int spare_fd; /* given up when out of fds, to refuse politely */
     int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
@@ -106,7 +98,7 @@ static struct client *client_new(int fd) {
     c->fd = fd;
     line_init(&c->in);
     buf_init(&c->out, MAX_OUTPUT);
-    conn_heartbeat_reset(&c->beat, now_ms(), server.ping_interval);
+    conn_heartbeat_reset(&c->beat, now_ms(), server.opt.ping_interval);
     server.clients[fd] = c;
     server.nclients++;
     if (fd > server.maxfd) {
@@ -250,7 +242,7 @@ static void on_hello(struct client *c, const char *arg) {
                  (long long)offset, (long long)last);
         offset = 0;
     }
-    send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.ping_interval, server.ping_timeout,
+    send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.opt.ping_interval, server.opt.ping_timeout,
               (long long)(last >= 0 ? last : offset));
     c->seen = offset;
     c->state = CLIENT_REPLAYING;
@@ -314,7 +306,7 @@ static void on_msg(struct client *c, char *arg) {
 }
 
 static void on_pong(struct client *c) {
-    conn_heartbeat_reset(&c->beat, now_ms(), server.ping_interval);
+    conn_heartbeat_reset(&c->beat, now_ms(), server.opt.ping_interval);
 }
 
 /* Split "VERB rest" and dispatch. An empty line is ignored. */
@@ -413,7 +405,7 @@ static void accept_clients(int listen_fd) {
  * ------------------------------------------------------------------- */
 
 static void heartbeat(struct client *c, long long now) {
-    enum conn_beat beat = conn_heartbeat_due(&c->beat, now, server.ping_timeout);
+    enum conn_beat beat = conn_heartbeat_due(&c->beat, now, server.opt.ping_timeout);
     if (beat == BEAT_TIMEOUT) {
         client_drop(c, "ping timeout");
     } else if (beat == BEAT_PING) {
@@ -549,42 +541,6 @@ static void stop_serving(void) {
     }
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: server [--host ADDR] [--port N] [--db FILE]"
-                    " [--ping-interval MS] [--ping-timeout MS]\n");
-    exit(1);
-}
-
-static void parse_options(int argc, char **argv) {
-    long port = 3000;
-    server.host = "127.0.0.1";
-    server.db_path = "chat.db";
-    server.ping_interval = PING_INTERVAL_MS;
-    server.ping_timeout = PING_TIMEOUT_MS;
-    /* Every option takes a value: --name value. */
-    for (int i = 1; i < argc; i += 2) {
-        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = val != NULL;
-        if (strcmp(opt, "--host") == 0 && ok) {
-            server.host = val;
-        } else if (strcmp(opt, "--port") == 0) {
-            ok = parse_long_arg(val, 0, 65535, &port) == 0;
-        } else if (strcmp(opt, "--db") == 0 && ok) {
-            server.db_path = val;
-        } else if (strcmp(opt, "--ping-interval") == 0) {
-            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &server.ping_interval) == 0;
-        } else if (strcmp(opt, "--ping-timeout") == 0) {
-            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &server.ping_timeout) == 0;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            usage();
-        }
-    }
-    server.port = (int)port;
-}
-
 /* Start-up may fail and exit; after it, nothing in the loop exits. */
 static void start_up(void) {
     char err[NET_ERR_LEN];
@@ -594,13 +550,13 @@ static void start_up(void) {
         perror("server: cannot set up the signal pipe");
         exit(1);
     }
-    server.store = store_open(server.db_path, err, sizeof err);
+    server.store = store_open(server.opt.db_path, err, sizeof err);
     if (server.store == NULL) {
         fprintf(stderr, "server: cannot open the database %s\n", err);
         exit(1);
     }
-    if (net_listen_all(&server.listen, server.host, server.port, err) == -1) {
-        fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.host, server.port, err);
+    if (net_listen_all(&server.listen, server.opt.host, server.opt.port, err) == -1) {
+        fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.opt.host, server.opt.port, err);
         exit(1);
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
@@ -608,13 +564,16 @@ static void start_up(void) {
         perror("server: open /dev/null");
         exit(1);
     }
-    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen.fds[0]),
-            server.db_path);
+    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.opt.host,
+            net_local_port(server.listen.fds[0]), server.opt.db_path);
 }
 
 int main(int argc, char **argv) {
     stdio_ensure_open(); /* before any open(): see util.h */
-    parse_options(argc, argv);
+    if (conn_parse_options(&server.opt, argc, argv) == -1) {
+        fputs(CONN_USAGE, stderr);
+        return 1;
+    }
     start_up();
     while (!server.stopping || server.nclients > 0) {
         fd_set rd, wr;

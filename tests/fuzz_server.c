@@ -252,8 +252,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     server.stop_fd = -1;
     /* A PING as soon as the last PONG is 1 ms old, and never a timeout:
      * the heartbeat runs, and an input decides what happens. */
-    server.ping_interval = 1;
-    server.ping_timeout = MAX_OPTION_MS;
+    server.opt.ping_interval = 1;
+    server.opt.ping_timeout = MAX_OPTION_MS;
     open_store();
     return 0;
 }

@@ -76,7 +76,7 @@ int main(void) {
     ignore_sigpipe();
     log_to(open("/dev/null", O_WRONLY)); /* the server's log */
     server.store = make_store(dir);
-    server.ping_interval = server.ping_timeout = MAX_OPTION_MS;
+    server.opt.ping_interval = server.opt.ping_timeout = MAX_OPTION_MS;
     server.listen.n = 0;
     server.spare_fd = server.stop_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || net_set_nonblock(sv[0], err) == -1 ||

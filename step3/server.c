@@ -444,9 +444,10 @@ static struct timeval next_timeout(void) {
  * The loop
  * ------------------------------------------------------------------- */
 
-/* Watch every socket for reading; for writing only while it has output
- * queued (a socket is almost always writable: watching it idle would
- * wake the loop for nothing). */
+/* Watch every socket for reading; for writing only while output is left
+ * after flush_clients(), whose write was short: the socket was full. A
+ * socket is almost always writable: watching it idle would wake the loop
+ * for nothing. */
 static int watch_sockets(fd_set *rd, fd_set *wr) {
     int maxfd = server.stop_fd;
     FD_ZERO(rd);
@@ -584,7 +585,7 @@ int main(int argc, char **argv) {
             }
         }
         serve_clients(&rd);
-        flush_clients();
+        flush_clients(); /* before the timers: a closing client is flushed, so it half-closes now */
         run_timers();
         free_dead_clients();
     }

@@ -10,10 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* An idle buffer larger than this is given back to the allocator, so a
- * thousand quiet clients cost little memory. */
-#define BUF_KEEP (16 * 1024)
-
 void buf_init(struct buf *b, size_t max) {
     memset(b, 0, sizeof *b);
     b->max = max;

@@ -49,6 +49,26 @@
  * destroy the error line before the peer reads it). */
 #define CLOSE_LINGER_MS 1000
 
+/* The server side's other bounds. */
+
+/* Connections the kernel holds for the server before accept() takes them
+ * (listen()'s backlog). A connection past it waits or is refused by the
+ * kernel, and the client retries with backoff. */
+#define LISTEN_BACKLOG 511
+
+/* While a replay cannot read the database (it is locked), the server
+ * tries again this often; live messages wait for that client meanwhile. */
+#define REPLAY_RETRY_MS 100
+
+/* At start-up only, store_open() waits this long for another process's
+ * lock on the database; then the server says why and exits. In the loop
+ * nothing waits: a locked database fails at once. */
+#define STORE_OPEN_BUSY_MS 2000
+
+/* An idle output buffer that grew past this is given back to the
+ * allocator once it is empty, so a thousand quiet clients cost little. */
+#define BUF_KEEP (16 * 1024)
+
 /* The largest value of an option in milliseconds (an hour), and of the
  * heartbeat times a client takes from WELCOME: a bad value is refused at
  * once, and now_ms() plus a few of them cannot overflow a deadline. */

@@ -1,6 +1,8 @@
 /* net.c -- TCP sockets for a select() loop. See net.h. */
 #include "net.h"
 
+#include "limits.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -64,7 +66,7 @@ static int listen_on(const struct addrinfo *ai, char *err) {
         return -1;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes) == -1 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, 511) == -1) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, LISTEN_BACKLOG) == -1) {
         snprintf(err, NET_ERR_LEN, "bind/listen: %s", strerror(errno));
         close(fd);
         return -1;

@@ -1,6 +1,8 @@
 /* store.c -- the chat history in SQLite. See store.h for the choices. */
 #include "store.h"
 
+#include "limits.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +13,6 @@ struct store {
     sqlite3_stmt *replay;
     sqlite3_stmt *last_id;
 };
-
-/* At start-up only, we may wait a little for another process's lock. */
-#define STORE_OPEN_BUSY_MS 2000
 
 static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS messages ("
                             " id INTEGER PRIMARY KEY AUTOINCREMENT,"

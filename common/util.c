@@ -43,6 +43,19 @@ int parse_long_arg(const char *s, long min, long max, long *out) {
     return 0;
 }
 
+char *next_word(char **rest) {
+    char *word = *rest;
+    if (word == NULL) {
+        return NULL;
+    }
+    char *space = strchr(word, ' ');
+    if (space != NULL) {
+        *space++ = '\0';
+    }
+    *rest = space;
+    return word;
+}
+
 int random_bytes(void *buf, size_t n) {
     /* Opened once and kept: a server out of file descriptors must still
      * be able to name a new client. */

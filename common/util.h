@@ -18,6 +18,14 @@ int parse_int64(const char *s, int64_t *out);
 /* A command-line number in [min, max]; -1 if it is not one. */
 int parse_long_arg(const char *s, long min, long max, long *out);
 
+/* Cut the next word off a protocol line: the word runs up to the first
+ * space, which becomes a NUL, and *rest moves past that space to what is
+ * left of the line. When no space is left, the word is all of *rest and
+ * *rest becomes NULL; when *rest is NULL already, returns NULL. So after
+ * `verb = next_word(&rest)`, rest is the verb's argument, or NULL if the
+ * line was the verb alone. */
+char *next_word(char **rest);
+
 /* n random bytes from the operating system (/dev/urandom: POSIX systems
  * all have it, unlike getrandom()), kept open after the first call.
  * 0 on success, -1 on failure. */

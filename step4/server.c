@@ -34,6 +34,7 @@
  * acks it again and does not store or broadcast it twice. "Exactly once".
  */
 #include "buf.h"
+#include "conn.h"
 #include "limits.h"
 #include "line.h"
 #include "log.h"
@@ -52,35 +53,28 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Socket.IO's heartbeat defaults: a PING every 25 s, a PONG due within
- * 20 s. A peer that does not answer is gone, even if TCP did not say so. */
-#define PING_INTERVAL_MS 25000
-#define PING_TIMEOUT_MS 20000
-
-/* While a replay could not read the database, try again this often. */
-#define REPLAY_RETRY_MS 100
+/* A client's life, in this order. */
+enum client_state {
+    CLIENT_NEW, /* connected; no HELLO yet */
+    CLIENT_REPLAYING, /* WELCOME sent; rows above `seen` are still only in the db */
+    CLIENT_LIVE, /* caught up: live messages reach it */
+    CLIENT_CLOSING, /* after an error: flushing, then closing (conn.h) */
+    CLIENT_DEAD /* to be freed at the end of this loop turn */
+};
 
 struct client {
     int fd;
     char id[21]; /* random, like Socket.IO's socket.id */
+    enum client_state state;
     struct line_reader in; /* bytes received, cut into lines */
     struct buf out; /* bytes to send, at most MAX_OUTPUT */
-    int greeted; /* HELLO received, WELCOME sent */
-    int replaying; /* rows above `seen` are still only in the db */
     int64_t seen; /* highest message id queued for this client */
-    long long ping_at; /* when to send the next PING */
-    long long pong_by; /* when the PONG is due; 0 if no PING is out */
-    long long close_by; /* 0, or: closing, and the peer has until then */
-    int peer_eof; /* the peer will send nothing more */
-    int shut; /* we half-closed our side */
-    int dead; /* to be freed at the end of this loop turn */
+    struct conn_heartbeat beat; /* PING and PONG deadlines */
+    struct conn_linger linger; /* end of input; the close after an error */
 };
 
 static struct {
-    const char *host;
-    int port;
-    const char *db_path;
-    long ping_interval, ping_timeout;
+    struct conn_options opt; /* the command line (conn.h) */
     struct net_listener listen; /* a socket per address of --host */
     int spare_fd; /* given up when out of fds, to refuse politely */
     int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
@@ -104,7 +98,7 @@ static struct client *client_new(int fd) {
     c->fd = fd;
     line_init(&c->in);
     buf_init(&c->out, MAX_OUTPUT);
-    c->ping_at = now_ms() + server.ping_interval;
+    conn_heartbeat_reset(&c->beat, now_ms(), server.opt.ping_interval);
     server.clients[fd] = c;
     server.nclients++;
     if (fd > server.maxfd) {
@@ -125,12 +119,17 @@ static void client_free(struct client *c) {
     free(c);
 }
 
+/* Still taking requests: neither closing nor dropped. */
+static int client_open(const struct client *c) {
+    return c->state != CLIENT_CLOSING && c->state != CLIENT_DEAD;
+}
+
 /* Drop a client now. It is freed at the end of the loop turn, so that a
  * caller further up the stack never holds a freed pointer. */
 static void client_drop(struct client *c, const char *why) {
-    if (!c->dead) {
+    if (c->state != CLIENT_DEAD) {
         log_conn("server: %s disconnected: %s", c->id, why);
-        c->dead = 1;
+        c->state = CLIENT_DEAD;
         buf_clear(&c->out);
     }
 }
@@ -138,9 +137,10 @@ static void client_drop(struct client *c, const char *why) {
 /* Close gracefully: stop taking requests, flush what is queued (an error
  * line, say), half-close, and give the peer a moment to close first. */
 static void client_close_soon(struct client *c, const char *why) {
-    if (!c->close_by) {
+    if (client_open(c)) {
         log_conn("server: %s closing: %s", c->id, why);
-        c->close_by = now_ms() + CLOSE_LINGER_MS;
+        c->state = CLIENT_CLOSING;
+        conn_linger_start(&c->linger, now_ms());
     }
 }
 
@@ -151,7 +151,7 @@ static void client_close_soon(struct client *c, const char *why) {
  * asks for the missed rows when it reconnects. */
 static void send_line(struct client *c, const char *fmt, ...) {
     va_list ap, again;
-    if (c->dead) {
+    if (c->state == CLIENT_DEAD) {
         return;
     }
     va_start(ap, fmt);
@@ -195,14 +195,14 @@ static int replay_row(void *ctx, int64_t id, const char *text) {
  * output is nearly empty. Called again each time its socket drains, so a
  * client far behind streams the history through a small buffer. */
 static void replay_more(struct client *c) {
-    while (c->replaying && !c->dead && buf_pending(&c->out) < REPLAY_FILL) {
+    while (c->state == CLIENT_REPLAYING && buf_pending(&c->out) < REPLAY_FILL) {
         int rows = store_replay(server.store, c->seen, REPLAY_PAGE, replay_row, c);
         if (rows == -1) {
             log_line("server: replay for %s failed: %s", c->id, store_errmsg(server.store));
             return; /* retried by the timer */
         }
         if (rows < REPLAY_PAGE && buf_pending(&c->out) < REPLAY_FILL) {
-            c->replaying = 0; /* caught up: live messages may flow now */
+            c->state = CLIENT_LIVE; /* caught up: live messages may flow now */
         }
     }
 }
@@ -212,7 +212,7 @@ static void replay_more(struct client *c) {
 static void broadcast(int64_t id, const char *text) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c != NULL && c->greeted && !c->replaying && !c->close_by) {
+        if (c != NULL && c->state == CLIENT_LIVE) {
             send_chat(c, id, text);
         }
     }
@@ -225,7 +225,7 @@ static void broadcast(int64_t id, const char *text) {
 /* HELLO <server-offset>: the last message id this client has seen. */
 static void on_hello(struct client *c, const char *arg) {
     int64_t offset;
-    if (c->greeted) {
+    if (c->state != CLIENT_NEW) {
         send_error(c, "HELLO already received");
         return;
     }
@@ -242,12 +242,26 @@ static void on_hello(struct client *c, const char *arg) {
                  (long long)offset, (long long)last);
         offset = 0;
     }
-    send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.ping_interval, server.ping_timeout,
+    send_line(c, "WELCOME %s %ld %ld %lld", c->id, server.opt.ping_interval, server.opt.ping_timeout,
               (long long)(last >= 0 ? last : offset));
-    c->greeted = 1;
     c->seen = offset;
-    c->replaying = 1;
+    c->state = CLIENT_REPLAYING;
     replay_more(c);
+}
+
+/* The argument of MSG, "<ack-id> <client-offset> <text>": NULL, or what
+ * is wrong. */
+static const char *parse_msg(char *arg, int64_t *ack, char **offset, char **text) {
+    char *ack_word = next_word(&arg);
+    *offset = next_word(&arg);
+    if (arg == NULL) {
+        return "expected MSG <ack-id> <client-offset> <text>";
+    }
+    if (parse_int64(ack_word, ack) == -1 || **offset == '\0') {
+        return "bad ack id or client offset";
+    }
+    *text = arg;
+    return NULL;
 }
 
 /* MSG <ack-id> <client-offset> <text>: store it, broadcast it, and only
@@ -255,20 +269,14 @@ static void on_hello(struct client *c, const char *arg) {
  * If the offset is already stored, this is a retry: ack, nothing more. */
 static void on_msg(struct client *c, char *arg) {
     int64_t id, ack;
-    char *offset = strchr(arg, ' ');
-    char *text = offset ? strchr(offset + 1, ' ') : NULL;
-    if (!c->greeted) {
+    char *offset, *text;
+    const char *bad;
+    if (c->state == CLIENT_NEW) {
         send_error(c, "send HELLO first");
         return;
     }
-    if (text == NULL) {
-        send_error(c, "expected MSG <ack-id> <client-offset> <text>");
-        return;
-    }
-    *offset++ = '\0';
-    *text++ = '\0';
-    if (parse_int64(arg, &ack) == -1 || *offset == '\0') {
-        send_error(c, "bad ack id or client offset");
+    if ((bad = parse_msg(arg, &ack, &offset, &text)) != NULL) {
+        send_error(c, bad);
         return;
     }
     /* A text that can never be stored is rejected for good, by its ack
@@ -298,17 +306,15 @@ static void on_msg(struct client *c, char *arg) {
 }
 
 static void on_pong(struct client *c) {
-    c->pong_by = 0;
-    c->ping_at = now_ms() + server.ping_interval;
+    conn_heartbeat_reset(&c->beat, now_ms(), server.opt.ping_interval);
 }
 
 /* Split "VERB rest" and dispatch. An empty line is ignored. */
 static void handle_line(struct client *c, char *line) {
-    char *arg = strchr(line, ' ');
-    if (arg != NULL) {
-        *arg++ = '\0';
-    } else {
-        arg = line + strlen(line);
+    char *arg = line;
+    next_word(&arg);
+    if (arg == NULL) {
+        arg = line + strlen(line); /* the verb alone: an empty argument */
     }
     if (strcmp(line, "HELLO") == 0) {
         on_hello(c, arg);
@@ -329,7 +335,7 @@ static void handle_line(struct client *c, char *line) {
 static void handle_lines(struct client *c) {
     char *line;
     enum line_result r;
-    while (!c->dead && !c->close_by && (r = line_next(&c->in, &line)) != LINE_NEED_MORE) {
+    while (client_open(c) && (r = line_next(&c->in, &line)) != LINE_NEED_MORE) {
         if (r == LINE_READY) {
             handle_line(c, line);
         } else {
@@ -340,25 +346,26 @@ static void handle_lines(struct client *c) {
 }
 
 static void handle_readable(struct client *c) {
-    if (c->close_by) {
+    if (c->state == CLIENT_CLOSING) {
         line_init(&c->in); /* closing: input is read and thrown away */
     }
     ssize_t n = line_fill(&c->in, c->fd);
     if (n == 0) {
         /* The peer half-closed. A partial last line is not a message. */
-        c->peer_eof = 1;
+        c->linger.peer_eof = 1;
         client_close_soon(c, "end of input");
     } else if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
         client_drop(c, strerror(errno));
-    } else if (!c->close_by) {
+    } else if (client_open(c)) {
         handle_lines(c);
     }
 }
 
+/* Write what is queued; once it is all out, a replay may go on. */
 static void handle_writable(struct client *c) {
     if (buf_flush(&c->out, c->fd) == -1) {
         client_drop(c, strerror(errno));
-    } else if (!c->close_by) {
+    } else {
         replay_more(c);
     }
 }
@@ -379,33 +386,10 @@ static void refuse(int fd, const char *why) {
     client_close_soon(c, why);
 }
 
-/* Out of fds, accept() fails with EMFILE and the connection stays in the
- * queue: select() reports it again and again, a busy loop. So we keep one
- * spare fd, and give it up to accept and refuse that connection. Returns
- * -1 when there was none: EMFILE comes even with an empty queue. */
-static int refuse_without_fds(int listen_fd) {
-    close(server.spare_fd);
-    int fd = net_accept(listen_fd);
-    if (fd != -1) {
-        log_conn("server: refused a connection: out of file descriptors");
-        net_refuse(fd, "ERR server full\n"); /* no fd to spare for a linger */
-    }
-    server.spare_fd = open("/dev/null", O_RDONLY);
-    return fd;
-}
-
+/* Out of fds, conn_accept() refuses a connection with its spare fd. */
 static void accept_clients(int listen_fd) {
-    for (;;) {
-        int fd = net_accept(listen_fd);
-        if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
-            if (refuse_without_fds(listen_fd) == -1) {
-                return;
-            }
-            continue;
-        }
-        if (fd == -1) {
-            return; /* EAGAIN: no more waiting; anything else: try later */
-        }
+    int fd;
+    while ((fd = conn_accept(listen_fd, &server.spare_fd, "ERR server full\n")) != -1) {
         /* FD_SET() on an fd >= FD_SETSIZE would write past the fd_set. */
         if (fd >= FD_SETSIZE || server.nclients >= MAX_CLIENTS) {
             refuse(fd, "too many clients");
@@ -421,23 +405,11 @@ static void accept_clients(int listen_fd) {
  * ------------------------------------------------------------------- */
 
 static void heartbeat(struct client *c, long long now) {
-    if (c->pong_by && now >= c->pong_by) {
+    enum conn_beat beat = conn_heartbeat_due(&c->beat, now, server.opt.ping_timeout);
+    if (beat == BEAT_TIMEOUT) {
         client_drop(c, "ping timeout");
-    } else if (!c->pong_by && now >= c->ping_at) {
+    } else if (beat == BEAT_PING) {
         send_line(c, "PING");
-        c->pong_by = now + server.ping_timeout;
-    }
-}
-
-/* A closing client: half-close once its output is flushed, and free it
- * when the peer has closed too, or when it had long enough. */
-static void finish_closing(struct client *c, long long now) {
-    if (buf_pending(&c->out) == 0 && !c->shut) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut = 1;
-    }
-    if ((c->shut && c->peer_eof) || now >= c->close_by) {
-        c->dead = 1;
     }
 }
 
@@ -445,16 +417,16 @@ static void run_timers(void) {
     long long now = now_ms();
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c == NULL || c->dead) {
+        if (c == NULL || c->state == CLIENT_DEAD) {
             continue;
         }
-        if (c->close_by) {
-            finish_closing(c, now);
-        } else {
+        if (c->state != CLIENT_CLOSING) {
             heartbeat(c, now);
+        } else if (conn_linger_over(&c->linger, c->fd, buf_pending(&c->out), now)) {
+            c->state = CLIENT_DEAD; /* flushed, half-closed, and the peer closed or had long enough */
         }
-        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
-            replay_more(c);
+        if (c->state == CLIENT_REPLAYING && buf_pending(&c->out) == 0) {
+            replay_more(c); /* a retry after a failed page */
         }
     }
 }
@@ -471,8 +443,9 @@ static struct timeval next_timeout(void) {
         if (c == NULL) {
             continue;
         }
-        next = min_deadline(next, c->close_by ? c->close_by : (c->pong_by ? c->pong_by : c->ping_at));
-        if (c->replaying && !c->close_by && buf_pending(&c->out) == 0) {
+        next =
+            min_deadline(next, c->state == CLIENT_CLOSING ? c->linger.until : conn_heartbeat_next(&c->beat));
+        if (c->state == CLIENT_REPLAYING && buf_pending(&c->out) == 0) {
             next = min_deadline(next, now + REPLAY_RETRY_MS);
         }
     }
@@ -485,9 +458,10 @@ static struct timeval next_timeout(void) {
  * The loop
  * ------------------------------------------------------------------- */
 
-/* Watch every socket for reading; for writing only while it has output
- * queued (a socket is almost always writable: watching it idle would
- * wake the loop for nothing). */
+/* Watch every socket for reading; for writing only while output is left
+ * after flush_clients(), whose write was short: the socket was full. A
+ * socket is almost always writable: watching it idle would wake the loop
+ * for nothing. */
 static int watch_sockets(fd_set *rd, fd_set *wr) {
     int maxfd = server.stop_fd;
     FD_ZERO(rd);
@@ -510,7 +484,7 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
         }
         /* After the peer's end of file its socket stays readable for ever:
          * watching it would wake us in a loop while its output drains. */
-        if (!c->peer_eof) {
+        if (!c->linger.peer_eof) {
             FD_SET(fd, rd);
         }
         if (buf_pending(&c->out) > 0) {
@@ -521,13 +495,24 @@ static int watch_sockets(fd_set *rd, fd_set *wr) {
     return maxfd;
 }
 
-static void serve_clients(fd_set *rd, fd_set *wr) {
+static void serve_clients(fd_set *rd) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
         struct client *c = server.clients[fd];
-        if (c != NULL && FD_ISSET(fd, rd) && !c->dead) {
+        if (c != NULL && FD_ISSET(fd, rd) && c->state != CLIENT_DEAD) {
             handle_readable(c);
         }
-        if (c != NULL && FD_ISSET(fd, wr) && !c->dead) {
+    }
+}
+
+/* Before select(), write out what this turn queued, as Redis does in
+ * beforeSleep(): the broadcast and the reply to a request leave in the
+ * turn that read it, not a turn later when select() has said "writable"
+ * (one system call per message fewer). Only a socket whose write was
+ * short is then watched for writability (watch_sockets()). */
+static void flush_clients(void) {
+    for (int fd = 0; fd <= server.maxfd; fd++) {
+        struct client *c = server.clients[fd];
+        if (c != NULL && c->state != CLIENT_DEAD && buf_pending(&c->out) > 0) {
             handle_writable(c);
         }
     }
@@ -535,7 +520,7 @@ static void serve_clients(fd_set *rd, fd_set *wr) {
 
 static void free_dead_clients(void) {
     for (int fd = 0; fd <= server.maxfd; fd++) {
-        if (server.clients[fd] != NULL && server.clients[fd]->dead) {
+        if (server.clients[fd] != NULL && server.clients[fd]->state == CLIENT_DEAD) {
             client_free(server.clients[fd]);
         }
     }
@@ -557,42 +542,6 @@ static void stop_serving(void) {
     }
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: server [--host ADDR] [--port N] [--db FILE]"
-                    " [--ping-interval MS] [--ping-timeout MS]\n");
-    exit(1);
-}
-
-static void parse_options(int argc, char **argv) {
-    long port = 3000;
-    server.host = "127.0.0.1";
-    server.db_path = "chat.db";
-    server.ping_interval = PING_INTERVAL_MS;
-    server.ping_timeout = PING_TIMEOUT_MS;
-    /* Every option takes a value: --name value. */
-    for (int i = 1; i < argc; i += 2) {
-        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = val != NULL;
-        if (strcmp(opt, "--host") == 0 && ok) {
-            server.host = val;
-        } else if (strcmp(opt, "--port") == 0) {
-            ok = parse_long_arg(val, 0, 65535, &port) == 0;
-        } else if (strcmp(opt, "--db") == 0 && ok) {
-            server.db_path = val;
-        } else if (strcmp(opt, "--ping-interval") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &server.ping_interval) == 0;
-        } else if (strcmp(opt, "--ping-timeout") == 0) {
-            ok = parse_long_arg(val, 1, 3600000, &server.ping_timeout) == 0;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            usage();
-        }
-    }
-    server.port = (int)port;
-}
-
 /* Start-up may fail and exit; after it, nothing in the loop exits. */
 static void start_up(void) {
     char err[NET_ERR_LEN];
@@ -602,13 +551,13 @@ static void start_up(void) {
         perror("server: cannot set up the signal pipe");
         exit(1);
     }
-    server.store = store_open(server.db_path, err, sizeof err);
+    server.store = store_open(server.opt.db_path, err, sizeof err);
     if (server.store == NULL) {
         fprintf(stderr, "server: cannot open the database %s\n", err);
         exit(1);
     }
-    if (net_listen_all(&server.listen, server.host, server.port, err) == -1) {
-        fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.host, server.port, err);
+    if (net_listen_all(&server.listen, server.opt.host, server.opt.port, err) == -1) {
+        fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.opt.host, server.opt.port, err);
         exit(1);
     }
     server.spare_fd = open("/dev/null", O_RDONLY);
@@ -616,13 +565,16 @@ static void start_up(void) {
         perror("server: open /dev/null");
         exit(1);
     }
-    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.host, net_local_port(server.listen.fds[0]),
-            server.db_path);
+    fprintf(stderr, "server: listening on %s:%d, db %s\n", server.opt.host,
+            net_local_port(server.listen.fds[0]), server.opt.db_path);
 }
 
 int main(int argc, char **argv) {
     stdio_ensure_open(); /* before any open(): see util.h */
-    parse_options(argc, argv);
+    if (conn_parse_options(&server.opt, argc, argv) == -1) {
+        fputs(CONN_USAGE, stderr);
+        return 1;
+    }
     start_up();
     while (!server.stopping || server.nclients > 0) {
         fd_set rd, wr;
@@ -646,7 +598,8 @@ int main(int argc, char **argv) {
                 accept_clients(server.listen.fds[i]);
             }
         }
-        serve_clients(&rd, &wr);
+        serve_clients(&rd);
+        flush_clients(); /* before the timers: a closing client is flushed, so it half-closes now */
         run_timers();
         free_dead_clients();
     }

@@ -163,9 +163,10 @@ static void loop_turn(int fd) {
         FD_ZERO(&rd);
         FD_ZERO(&wr);
     }
-    serve_clients(&rd, &wr);
+    serve_clients(&rd);
+    flush_clients();
     run_timers();
-    if (server.clients[fd] != NULL && !c->dead && c->shut && buf_pending(&c->out) > 0) {
+    if (server.clients[fd] != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
         fail("output queued after the server half-closed", NULL);
     }
     free_dead_clients();
@@ -251,8 +252,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     server.stop_fd = -1;
     /* A PING as soon as the last PONG is 1 ms old, and never a timeout:
      * the heartbeat runs, and an input decides what happens. */
-    server.ping_interval = 1;
-    server.ping_timeout = 3600000;
+    server.opt.ping_interval = 1;
+    server.opt.ping_timeout = MAX_OPTION_MS;
     open_store();
     return 0;
 }

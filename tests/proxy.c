@@ -91,7 +91,6 @@
 #define LINGER_MS 2000
 #define MAX_MS 86400000LL /* longest accepted delay / down time */
 #define MAX_N 1000000000LL /* largest accepted N */
-#define LISTEN_BACKLOG 64
 /* Unanswered MSGs tracked per connection; past it, inflight stays at this number. */
 #define MAX_PENDING 256
 

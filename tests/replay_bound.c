@@ -76,7 +76,7 @@ int main(void) {
     ignore_sigpipe();
     log_to(open("/dev/null", O_WRONLY)); /* the server's log */
     server.store = make_store(dir);
-    server.ping_interval = server.ping_timeout = 3600000;
+    server.opt.ping_interval = server.opt.ping_timeout = MAX_OPTION_MS;
     server.listen.n = 0;
     server.spare_fd = server.stop_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || net_set_nonblock(sv[0], err) == -1 ||
@@ -92,7 +92,7 @@ int main(void) {
     size_t worst = 0;
     long lines = 0;
     for (long turn = 0; turn < 100L * ROWS * (MAX_TEXT / READ_PER_TURN + 1) && lines < ROWS + 1; turn++) {
-        if (server.clients[sv[0]] == NULL || c->dead) {
+        if (server.clients[sv[0]] == NULL || c->state == CLIENT_DEAD) {
             break; /* cut off */
         }
         worst = buf_pending(&c->out) > worst ? buf_pending(&c->out) : worst;

@@ -534,7 +534,7 @@ static void s3_down(void) {
  * typed; waits until all are stored, and the fault fired once. */
 static struct fault_env one_shot(int step, const char *fault, const char *tag, int n) {
     struct fault_env e = fault_env(step, CLI34_ARGS);
-    proxy_cmd(&e.px, fault);
+    proxy_cmd(&e.px, "%s", fault);
     type_range(e.c, tag, 1, n);
     wait_distinct(tag, n, WAIT_MS);
     CHECK_EQ_INT(proxy_stat(&e.px, "fired"), 1);

@@ -4,39 +4,29 @@
 #include "limits.h"
 #include "log.h"
 #include "net.h"
+#include "options.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 int conn_parse_options(struct conn_options *o, int argc, char **argv) {
     long port = 3000;
+    const struct option_spec table[] = {
+        {"--host", OPTION_STRING, &o->host, 0, 0},
+        {"--port", OPTION_LONG, &port, 0, 65535},
+        {"--db", OPTION_STRING, &o->db_path, 0, 0},
+        {"--ping-interval", OPTION_LONG, &o->ping_interval, 1, MAX_OPTION_MS},
+        {"--ping-timeout", OPTION_LONG, &o->ping_timeout, 1, MAX_OPTION_MS},
+    };
     o->host = "127.0.0.1";
     o->db_path = "chat.db";
     o->ping_interval = PING_INTERVAL_MS;
     o->ping_timeout = PING_TIMEOUT_MS;
-    for (int i = 1; i < argc; i += 2) {
-        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = val != NULL;
-        if (strcmp(opt, "--host") == 0 && ok) {
-            o->host = val;
-        } else if (strcmp(opt, "--port") == 0) {
-            ok = parse_long_arg(val, 0, 65535, &port) == 0;
-        } else if (strcmp(opt, "--db") == 0 && ok) {
-            o->db_path = val;
-        } else if (strcmp(opt, "--ping-interval") == 0) {
-            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &o->ping_interval) == 0;
-        } else if (strcmp(opt, "--ping-timeout") == 0) {
-            ok = parse_long_arg(val, 1, MAX_OPTION_MS, &o->ping_timeout) == 0;
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            return -1;
-        }
+    if (options_parse(argc, argv, table, sizeof table / sizeof table[0]) == -1) {
+        return -1;
     }
     o->port = (int)port;
     return 0;

@@ -1,4 +1,4 @@
-/* options.c -- a client's command line. See options.h. */
+/* options.c -- a program's command line. See options.h. */
 #include "options.h"
 
 #include "util.h"

@@ -1,5 +1,5 @@
-/* options.h -- a client's command line: a table of flags, parsed in one
- * call.
+/* options.h -- a program's command line (the clients', and the servers'
+ * through conn_parse_options()): a table of flags, parsed in one call.
  *
  * Every option but a flag takes a value, as the next argument ("--port
  * 3000"). A name not in the table, a missing value, or a number out of

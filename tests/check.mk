@@ -123,7 +123,8 @@ check-valgrind: tests/memcheck
 
 FUZZ_CFLAGS = $(CHECK_STD) $(CHECK_WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	$(CHECK_SQLITE_CFLAGS) -Icommon
-FUZZ_SERVER_LIBS = common/buf.c common/line.c common/log.c common/net.c common/stop.c common/util.c common/conn.c common/options.c
+FUZZ_SERVER_LIBS = common/buf.c common/line.c common/log.c common/net.c common/stop.c common/util.c common/conn.c common/options.c \
+	common/clients.c
 FUZZ_TARGETS = line server1 server3 server4
 # libFuzzer options: inputs up to 20000 bytes (lines over MAX_LINE), a slow
 # input is a failure after 10 s, new inputs go to the work dir first.

@@ -6,11 +6,13 @@
  * FUZZ_SERVER_LOG=1 to see the server's own log on stderr.
  *
  * The server's source is included whole, its main() renamed, so that its
- * static functions are reachable: client_new() registers one end of a
- * socketpair as a connection, the input is written into the other end in
- * chunks, and each turn of the loop calls what main() calls after select():
- * serve_clients() (handle_readable, handle_writable), run_timers(),
- * free_dead_clients(). What the server sends back is read after every
+ * static functions are reachable: client_new() (common/clients.c)
+ * registers one end of a socketpair as a connection, the input is written
+ * into the other end in chunks, and each turn of the loop calls what
+ * main() calls after select(), with the step's handlers:
+ * clients_read(handle_line), clients_flush(replay_more),
+ * clients_run_timers(replay_more), clients_free_dead(). What the server
+ * sends back is read after every
  * turn and checked. The database is a ":memory:" one with SEED_ROWS rows
  * (more than a replay page); common/store.c is included too, for its
  * handle, so that the rows an input added are deleted before the next
@@ -152,7 +154,7 @@ static int drain_peer(int peer, struct peer_view *v) {
 static void loop_turn(int fd) {
     fd_set rd, wr;
     struct timeval tv = {0, 0};
-    struct client *c = server.clients[fd];
+    struct client *c = client_at(fd);
     FD_ZERO(&rd);
     FD_ZERO(&wr);
     FD_SET(fd, &rd);
@@ -163,13 +165,13 @@ static void loop_turn(int fd) {
         FD_ZERO(&rd);
         FD_ZERO(&wr);
     }
-    serve_clients(&rd);
-    flush_clients();
-    run_timers();
-    if (server.clients[fd] != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
+    clients_read(&rd, handle_line);
+    clients_flush(replay_more);
+    clients_run_timers(replay_more);
+    if (client_at(fd) != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
         fail("output queued after the server half-closed", NULL);
     }
-    free_dead_clients();
+    clients_free_dead();
 }
 
 /* The seed rows only, and the next id SEED_ROWS + 1, as before any input. */
@@ -254,6 +256,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
      * the heartbeat runs, and an input decides what happens. */
     server.opt.ping_interval = 1;
     server.opt.ping_timeout = MAX_OPTION_MS;
+    clients_init(server.opt.ping_interval, server.opt.ping_timeout); /* as start_up() does */
     open_store();
     return 0;
 }
@@ -277,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&v, 0, sizeof v);
     size_t pos = 0, extra = 0;
     int half_closed = 0, idle = 0;
-    while (server.clients[fd] != NULL && extra < TURNS_AFTER_INPUT) {
+    while (client_at(fd) != NULL && extra < TURNS_AFTER_INPUT) {
         if (pos < size) {
             size_t k = next_chunk(&state);
             ssize_t w = write(peer, data + pos, k < size - pos ? k : size - pos);
@@ -297,7 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int got = drain_peer(peer, &v);
         /* Without a half-close the connection may stay open for ever: stop
          * once all is written and the server has gone quiet. */
-        struct client *c = server.clients[fd];
+        struct client *c = client_at(fd);
         if (pos == size && !half_close && !got && (c == NULL || buf_pending(&c->out) == 0)) {
             if (++idle == 3) {
                 break;
@@ -306,15 +309,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             idle = 0;
         }
     }
-    if (half_closed && server.clients[fd] != NULL) {
+    if (half_closed && client_at(fd) != NULL) {
         fail("the server did not close after the peer half-closed", NULL);
     }
-    if (server.clients[fd] != NULL) {
-        client_free(server.clients[fd]);
+    if (client_at(fd) != NULL) {
+        client_free(client_at(fd));
     }
     drain_peer(peer, &v);
     close(peer);
-    if (server.nclients != 0) {
+    if (clients_count() != 0) {
         fail("a client is left behind", NULL);
     }
     return 0;

@@ -9,7 +9,8 @@
  * little at a time. Here it is one: the server's end of a socketpair with
  * a small send buffer, and a peer that reads 1500 bytes per loop turn.
  * Like fuzz_server.c, the server's source is included whole, its main()
- * renamed, so that its handlers can be driven turn by turn.
+ * renamed, so that its handlers can be driven turn by turn, through
+ * common/clients.c as main() drives them.
  *
  * Built once per step (replay_bound1 .. replay_bound4, -DSTEP=N); run by
  * test_robust.c. Exit status 0 when every row arrived and the bound held;
@@ -77,6 +78,7 @@ int main(void) {
     log_to(open("/dev/null", O_WRONLY)); /* the server's log */
     server.store = make_store(dir);
     server.opt.ping_interval = server.opt.ping_timeout = MAX_OPTION_MS;
+    clients_init(server.opt.ping_interval, server.opt.ping_timeout); /* as start_up() does */
     server.listen.n = 0;
     server.spare_fd = server.stop_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || net_set_nonblock(sv[0], err) == -1 ||
@@ -88,11 +90,14 @@ int main(void) {
     if (c == NULL || write(sv[1], "HELLO 0\n", 8) != 8) {
         die("cannot set up the client");
     }
-    handle_readable(c);
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(sv[0], &rd);
+    clients_read(&rd, handle_line); /* the HELLO: WELCOME and the first page */
     size_t worst = 0;
     long lines = 0;
     for (long turn = 0; turn < 100L * ROWS * (MAX_TEXT / READ_PER_TURN + 1) && lines < ROWS + 1; turn++) {
-        if (server.clients[sv[0]] == NULL || c->state == CLIENT_DEAD) {
+        if (client_at(sv[0]) == NULL || c->state == CLIENT_DEAD) {
             break; /* cut off */
         }
         worst = buf_pending(&c->out) > worst ? buf_pending(&c->out) : worst;
@@ -100,8 +105,8 @@ int main(void) {
         for (ssize_t k = 0; k < n; k++) {
             lines += chunk[k] == '\n';
         }
-        handle_writable(c); /* as if select() said writable every turn: stricter */
-        run_timers();
+        clients_flush(replay_more); /* as if select() said writable every turn: stricter */
+        clients_run_timers(replay_more);
     }
     printf("step %d: %ld of %d lines, at most %zu bytes queued (bound %d)\n", STEP, lines, ROWS + 1, worst,
            REPLAY_FILL + MAX_LINE);

@@ -48,6 +48,20 @@ enum typed_result typed_next(struct typed *t, char **line, const char **why) {
     return TYPED_NONE;
 }
 
+void typed_take(struct typed *t, int (*has_room)(void), void (*message)(const char *text),
+                void (*refused)(const char *why)) {
+    char *line;
+    const char *why;
+    enum typed_result r;
+    while (has_room() && (r = typed_next(t, &line, &why)) != TYPED_NONE) {
+        if (r == TYPED_LINE) {
+            message(line);
+        } else {
+            refused(why);
+        }
+    }
+}
+
 int typed_wants_input(const struct typed *t) {
     return !t->eof && !line_ready(&t->lines);
 }

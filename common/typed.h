@@ -31,6 +31,12 @@ void typed_fill(struct typed *t, int fd);
 /* The next typed line, without its newline, valid until typed_fill(). */
 enum typed_result typed_next(struct typed *t, char **line, const char **why);
 
+/* Take lines while has_room() says there is room for one more message:
+ * each goes to message(), or to refused() with the reason. The others
+ * wait, and stdin is not read while any waits (typed_wants_input()). */
+void typed_take(struct typed *t, int (*has_room)(void), void (*message)(const char *text),
+                void (*refused)(const char *why));
+
 /* 1 while stdin should be read: it has not ended, and no line waits. */
 int typed_wants_input(const struct typed *t);
 

@@ -92,6 +92,38 @@ int random_id20(char out[21]) {
     return 0;
 }
 
+int random_hex(char *out, size_t n) {
+    unsigned char raw[64];
+    if (n > sizeof raw || random_bytes(raw, n) == -1) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    }
+    return 0;
+}
+
+char *str_vprintf(const char *fmt, va_list ap) {
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *copy = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (copy != NULL) {
+        vsnprintf(copy, (size_t)n + 1, fmt, again);
+    }
+    va_end(again);
+    return copy;
+}
+
+struct timeval timeval_until(long long at) {
+    long long ms = at - now_ms();
+    if (ms < 0) {
+        ms = 0;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
 /* Length of the valid UTF-8 sequence at s, with its code point in *out,
  * or 0. The C1 controls U+0080..U+009F are refused too: some terminals
  * obey them like escape sequences. */

@@ -3,9 +3,11 @@
 #ifndef CHAT_UTIL_H
 #define CHAT_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/select.h> /* struct timeval */
 
 /* Milliseconds on the monotonic clock: timers must not jump when someone
  * sets the wall clock. */
@@ -34,6 +36,19 @@ int random_bytes(void *buf, size_t n);
 /* A random id of 20 characters from [A-Za-z0-9_-] (15 random bytes in
  * URL-safe base64, like Socket.IO's socket.id); out has room for 21. */
 int random_id20(char out[21]);
+
+/* n random bytes from the operating system, in hex (2n characters and a
+ * NUL in out). 0 on success, -1 on failure. */
+int random_hex(char *out, size_t n);
+
+/* printf into memory of its own size: formatted once, straight into a
+ * malloc()ed string of exactly its length (the caller free()s it). NULL
+ * when out of memory. */
+char *str_vprintf(const char *fmt, va_list ap);
+
+/* For select(): the time from now until `at` (a now_ms() time), or zero
+ * if that has passed. */
+struct timeval timeval_until(long long at);
 
 /* Write text so that it cannot drive the terminal, nor read differently
  * from what is stored: control characters, invalid UTF-8 and a backslash

@@ -7,7 +7,9 @@
  * everything it missed while away.
  *
  * One process, one thread, one select() loop over stdin, the socket and
- * the timers (reconnect, connect timeout, heartbeat).
+ * the timers. The connection's plumbing, the same in every step, is
+ * common/link.c (as Socket.IO keeps it in its Manager): this file keeps
+ * what the client does with messages.
  *
  * The course builds this file in four steps, step1/ to step4/. Each
  * paragraph below says what one step did; the last is this folder's.
@@ -34,11 +36,8 @@
  * least once", and in step 3 its weakness is the duplicate: if the message
  * was stored but its ack was lost, the retry stores it again.
  */
-#include "backoff.h"
-#include "buf.h"
 #include "limits.h"
-#include "line.h"
-#include "net.h"
+#include "link.h"
 #include "options.h"
 #include "say.h"
 #include "stop.h"
@@ -51,46 +50,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
-#include <sys/socket.h>
 #include <unistd.h>
-
-/* Socket.IO's defaults: reconnectionDelay, reconnectionDelayMax,
- * randomizationFactor, and timeout (for the connection handshake). */
-#define RECONNECTION_DELAY_MS 1000
-#define RECONNECTION_DELAY_MAX_MS 5000
-#define RANDOMIZATION_FACTOR 0.5
-#define CONNECT_TIMEOUT_MS 20000
 
 /* Socket.IO's tutorial values: wait 10 s for an ack, then retry up to 3
  * times (4 attempts in all). */
 #define ACK_TIMEOUT_MS 10000
 #define RETRIES 3
 
-enum state {
-    DISCONNECTED, /* waiting to reconnect */
-    CONNECTING, /* TCP connect in progress */
-    HANDSHAKING, /* HELLO sent, waiting for WELCOME */
-    CONNECTED, /* WELCOME received: messages may be sent */
-};
-
 static struct {
-    /* options */
-    const char *host;
-    int port;
-    long delay, delay_max, timeout;
-    long ack_timeout, retries; /* retries -1: for ever */
-    /* the connection */
-    enum state state;
-    struct net_dialer dialer; /* the addresses of --host, tried in turn */
-    int fd;
-    struct line_reader in; /* from the server */
-    struct buf out; /* to the server */
-    long long deadline; /* hear from the server by then, or drop it */
-    long long reconnect_at; /* when DISCONNECTED */
-    int attempts; /* reconnections since the last success */
-    long ping_interval, ping_timeout; /* the server's, from WELCOME */
+    struct link link; /* the connection: its state, socket and timers */
+    long ack_timeout, retries; /* options; retries -1: for ever */
     int64_t server_offset; /* the highest message id seen */
-    int shut; /* we half-closed: the server will close */
     /* the user */
     struct typed typed; /* from stdin */
     char *queue[SEND_BUFFER_MAX]; /* typed, not yet acked: a ring */
@@ -105,38 +75,6 @@ static struct {
     int done;
 } client;
 
-static void disconnect(const char *why);
-
-/* Queue one line for the server and write what the socket takes now, so
- * a message leaves in this loop turn; select() watches for writability
- * only while output is left. A failed write leaves its bytes pending as
- * well: handle_writable() meets the error on the next turn, once
- * handle_readable() has seen whether the server closed. As in the
- * server, a full output is first written out to make room; if the server
- * has stopped reading us, we drop the connection. A line over MAX_LINE
- * bytes is refused, loudly: cut short, it would be another message. */
-static void send_line(const char *fmt, ...) {
-    va_list ap, again;
-    size_t before = buf_pending(&client.out);
-    va_start(ap, fmt);
-    va_copy(again, ap);
-    int rc = buf_vprintf_line(&client.out, fmt, ap);
-    if (rc == -1 && buf_flush(&client.out, client.fd) == 0) {
-        before = buf_pending(&client.out);
-        rc = buf_vprintf_line(&client.out, fmt, again);
-    }
-    va_end(again);
-    va_end(ap);
-    if (rc == -2) {
-        say("a line over %d bytes, not sent", MAX_LINE);
-    } else if (rc == -1) {
-        disconnect("output buffer full");
-    } else {
-        say_trace(">", client.out.data + client.out.start + before, buf_pending(&client.out) - before - 1);
-        (void)buf_flush(&client.out, client.fd);
-    }
-}
-
 /* ---------------------------------------------------------------------
  * The send buffer: messages typed but not yet handed to the socket
  * ------------------------------------------------------------------- */
@@ -145,17 +83,13 @@ static void send_line(const char *fmt, ...) {
  * memory of its own size, and stays there until it leaves the queue.
  * -1 when out of memory. */
 static int queue_push(const char *fmt, ...) {
-    va_list ap, again;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(again, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    char *copy = n < 0 ? NULL : malloc((size_t)n + 1);
+    char *copy = str_vprintf(fmt, ap);
+    va_end(ap);
     if (copy != NULL) {
-        vsnprintf(copy, (size_t)n + 1, fmt, again);
         client.queue[(client.queue_head + client.queue_len++) % SEND_BUFFER_MAX] = copy;
     }
-    va_end(again);
-    va_end(ap);
     return copy != NULL ? 0 : -1;
 }
 
@@ -171,14 +105,14 @@ static void queue_pop(void) {
  * cannot be taken for this one. The ack timer starts now, when the
  * message is sent: never while it only waits in the queue. */
 static void send_buffered(void) {
-    if (client.state != CONNECTED || client.queue_len == 0 || client.in_flight) {
+    if (client.link.state != LINK_CONNECTED || client.queue_len == 0 || client.in_flight) {
         return;
     }
     client.in_flight = 1;
     client.tries++;
     client.ack_id++;
     client.ack_deadline = now_ms() + client.ack_timeout;
-    send_line("MSG %lld %s", client.ack_id, client.queue[client.queue_head]);
+    link_send_line(&client.link, "MSG %lld %s", client.ack_id, client.queue[client.queue_head]);
 }
 
 /* The attempt in flight failed: no ack in time, or the connection
@@ -212,11 +146,8 @@ static void on_ack(const char *arg) {
  * now, loudly, and go on with the next one. */
 static void on_reject(char *arg) {
     int64_t id;
-    char *reason = strchr(arg, ' ');
-    if (reason != NULL) {
-        *reason++ = '\0';
-    }
-    if (parse_int64(arg, &id) == 0 && client.in_flight && id == client.ack_id) {
+    char *reason = arg, *ack_word = next_word(&reason);
+    if (parse_int64(ack_word, &id) == 0 && client.in_flight && id == client.ack_id) {
         say_shown("the server rejected a message: ", reason != NULL ? reason : "");
         say("gave up (rejected): %s", client.queue[client.queue_head]);
         client.in_flight = 0;
@@ -227,77 +158,26 @@ static void on_reject(char *arg) {
 }
 
 /* ---------------------------------------------------------------------
- * Connecting, reconnecting, disconnecting
+ * What the link tells us
  * ------------------------------------------------------------------- */
 
-static void schedule_reconnect(void) {
-    long ms = backoff_delay(client.attempts++, client.delay, client.delay_max, RANDOMIZATION_FACTOR);
-    client.reconnect_at = now_ms() + ms;
-    client.state = DISCONNECTED;
-    say("reconnecting in %ld ms", ms);
+/* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
+static void handle_connected(void) {
+    link_send_line(&client.link, "HELLO %lld", (long long)client.server_offset);
 }
 
-/* Whatever we had queued for the socket is gone with it, but no message
- * is lost: it stays in the queue until its ack. A message in flight
- * counts as a failed attempt (as in Socket.IO since 4.7.5), and goes
- * out again as soon as we are welcomed back. */
-static void disconnect(const char *why) {
-    say("disconnected (%s)", why);
-    close(client.fd);
-    client.fd = -1;
-    net_dial_end(&client.dialer);
-    buf_clear(&client.out);
-    line_init(&client.in);
-    client.shut = 0;
-    client.state = DISCONNECTED;
+/* Whatever we had queued for the socket is gone with it (the link has
+ * cleared it), but no message is lost: it stays in the queue until its
+ * ack. A message in flight counts as a failed attempt (as in Socket.IO
+ * since 4.7.5), and goes out again as soon as we are welcomed back. */
+static void handle_disconnected(void) {
     if (client.in_flight) {
         attempt_failed("disconnected");
     }
     if (client.quitting && client.queue_len == 0) {
         client.done = 1;
     } else {
-        schedule_reconnect();
-    }
-}
-
-/* TCP is up: say HELLO with the last id we saw, and wait for WELCOME. */
-static void handle_connected(void) {
-    net_dial_end(&client.dialer);
-    client.state = HANDSHAKING;
-    send_line("HELLO %lld", (long long)client.server_offset);
-}
-
-static void connect_to_server(void) {
-    char err[NET_ERR_LEN];
-    int done;
-    client.fd = net_dial(&client.dialer, client.host, client.port, &done, err);
-    if (client.fd == -1) {
-        say("cannot connect: %s", err);
-        schedule_reconnect();
-        return;
-    }
-    client.state = CONNECTING;
-    client.deadline = now_ms() + client.timeout;
-    if (done) {
-        handle_connected();
-    }
-}
-
-/* That address refused us, or did not answer in time. A name may have
- * several (::1 and 127.0.0.1, say): try the next one before we wait and
- * reconnect. */
-static void try_next_address(const char *why) {
-    char err[NET_ERR_LEN];
-    int done, fd = net_dial_next(&client.dialer, &done, err);
-    if (fd == -1) {
-        disconnect(why);
-        return;
-    }
-    close(client.fd);
-    client.fd = fd;
-    client.deadline = now_ms() + client.timeout;
-    if (done) {
-        handle_connected();
+        link_reconnect_later(&client.link);
     }
 }
 
@@ -308,7 +188,7 @@ static void try_next_address(const char *why) {
 /* Not connected: keep the message until we are. Connected: it goes out
  * behind anything still buffered, so the order typed is the order sent. */
 static void send_message(const char *text) {
-    if (client.state != CONNECTED) {
+    if (client.link.state != LINK_CONNECTED) {
         say("not connected, message buffered: %s", text);
     }
     if (queue_push("%s", text) == -1) {
@@ -328,7 +208,7 @@ static void refuse_line(const char *why) {
 /* End of input: leave once every message is acked or given up. */
 static void handle_stdin_eof(void) {
     client.quitting = 1;
-    if (client.state != CONNECTED && client.queue_len == 0) {
+    if (client.link.state != LINK_CONNECTED && client.queue_len == 0) {
         client.done = 1;
     }
 }
@@ -342,24 +222,10 @@ static int has_room(void) {
  * client.typed, and stdin is not read while any waits (watch()): the
  * user's input is held back instead of dropped. */
 static void take_typed_lines(void) {
-    char *line;
-    const char *why;
-    enum typed_result r;
-    while (has_room() && (r = typed_next(&client.typed, &line, &why)) != TYPED_NONE) {
-        if (r == TYPED_LINE) {
-            send_message(line);
-        } else {
-            refuse_line(why);
-        }
-    }
+    typed_take(&client.typed, has_room, send_message, refuse_line);
     if (typed_done(&client.typed) && !client.quitting) {
         handle_stdin_eof();
     }
-}
-
-static void handle_stdin(void) {
-    typed_fill(&client.typed, STDIN_FILENO);
-    take_typed_lines();
 }
 
 /* ---------------------------------------------------------------------
@@ -379,28 +245,17 @@ static void check_history(int64_t last_id) {
 }
 
 /* WELCOME <socket-id> <ping-interval> <ping-timeout> <last-id>. The
- * numbers are checked: a hostile server must not overflow our deadlines. */
+ * numbers are checked: a hostile server must not overflow our deadlines
+ * (the link checks its two). */
 static void on_welcome(char *arg) {
+    char *id = next_word(&arg), *interval = next_word(&arg), *timeout = next_word(&arg);
     int64_t last_id;
-    char *interval = strchr(arg, ' ');
-    char *timeout = interval ? strchr(interval + 1, ' ') : NULL;
-    char *last = timeout ? strchr(timeout + 1, ' ') : NULL;
-    if (last == NULL) {
-        disconnect("bad WELCOME");
+    if (arg == NULL || parse_int64(arg, &last_id) == -1 ||
+        link_welcomed(&client.link, interval, timeout) == -1) {
+        link_disconnect(&client.link, "bad WELCOME");
         return;
     }
-    *interval++ = '\0';
-    *timeout++ = '\0';
-    *last++ = '\0';
-    if (parse_long_arg(interval, 1, MAX_OPTION_MS, &client.ping_interval) == -1 ||
-        parse_long_arg(timeout, 1, MAX_OPTION_MS, &client.ping_timeout) == -1 ||
-        parse_int64(last, &last_id) == -1) {
-        disconnect("bad WELCOME");
-        return;
-    }
-    client.state = CONNECTED;
-    client.attempts = 0;
-    say_shown("connected as ", arg);
+    say_shown("connected as ", id);
     check_history(last_id);
     send_buffered();
 }
@@ -408,12 +263,8 @@ static void on_welcome(char *arg) {
 /* CHAT <id> <text>: show it, unless we have seen that id already. */
 static void on_chat(char *arg) {
     int64_t id;
-    char *text = strchr(arg, ' ');
-    if (text == NULL) {
-        return;
-    }
-    *text++ = '\0';
-    if (parse_int64(arg, &id) == -1 || id <= client.server_offset) {
+    char *text = arg, *id_word = next_word(&text);
+    if (text == NULL || parse_int64(id_word, &id) == -1 || id <= client.server_offset) {
         return;
     }
     client.server_offset = id;
@@ -427,8 +278,8 @@ static void on_chat(char *arg) {
  * write fails (EPIPE), and closing on that resets the connection, which
  * destroys the last lines the server has not read yet. */
 static void on_ping(void) {
-    if (!client.shut) {
-        send_line("PONG");
+    if (!client.link.shut) {
+        link_send_line(&client.link, "PONG");
     }
 }
 
@@ -439,65 +290,20 @@ static void on_err(const char *arg) {
 
 /* Split "VERB rest" and dispatch, as the server does. */
 static void handle_line(char *line) {
-    char *arg = strchr(line, ' ');
-    if (arg != NULL) {
-        *arg++ = '\0';
-    } else {
-        arg = line + strlen(line);
-    }
-    if (strcmp(line, "WELCOME") == 0) {
+    char *arg = line, *verb = next_word(&arg);
+    arg = arg != NULL ? arg : verb + strlen(verb); /* no argument: "" */
+    if (strcmp(verb, "WELCOME") == 0) {
         on_welcome(arg);
-    } else if (strcmp(line, "CHAT") == 0) {
+    } else if (strcmp(verb, "CHAT") == 0) {
         on_chat(arg);
-    } else if (strcmp(line, "ACK") == 0) {
+    } else if (strcmp(verb, "ACK") == 0) {
         on_ack(arg);
-    } else if (strcmp(line, "REJECT") == 0) {
+    } else if (strcmp(verb, "REJECT") == 0) {
         on_reject(arg);
-    } else if (strcmp(line, "PING") == 0) {
+    } else if (strcmp(verb, "PING") == 0) {
         on_ping();
-    } else if (strcmp(line, "ERR") == 0) {
+    } else if (strcmp(verb, "ERR") == 0) {
         on_err(arg);
-    }
-}
-
-static void handle_readable(void) {
-    char *line;
-    enum line_result r;
-    ssize_t n = line_fill(&client.in, client.fd);
-    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        disconnect(n == 0 ? "server closed the connection" : strerror(errno));
-        return;
-    }
-    while (client.fd != -1 && (r = line_next(&client.in, &line)) != LINE_NEED_MORE) {
-        if (r == LINE_TOO_LONG) {
-            disconnect("line too long from the server");
-        } else if (r == LINE_READY) {
-            say_trace("<", line, strlen(line));
-            handle_line(line);
-        }
-    }
-    /* Anything from the server proves it is alive: push the deadline
-     * back. A server that goes silent for longer than a ping interval
-     * and its timeout is dead, even if TCP never said so. */
-    if (client.state == CONNECTED) {
-        client.deadline = now_ms() + client.ping_interval + client.ping_timeout;
-    }
-}
-
-static void handle_writable(void) {
-    char err[NET_ERR_LEN];
-    if (client.state == CONNECTING) {
-        if (net_connect_result(client.fd, err) == -1) {
-            try_next_address(err);
-        } else {
-            handle_connected();
-        }
-        return;
-    }
-    if (buf_flush(&client.out, client.fd) == -1) {
-        disconnect(strerror(errno));
-    } else {
-        send_buffered();
     }
 }
 
@@ -506,43 +312,29 @@ static void handle_writable(void) {
  * ------------------------------------------------------------------- */
 
 static void run_timers(void) {
-    long long now = now_ms();
     if (client.done) {
         return; /* leaving: an old reconnect timer must not connect again */
     }
-    if (client.state == DISCONNECTED && now >= client.reconnect_at) {
-        connect_to_server();
-    } else if (client.state == CONNECTING && now >= client.deadline) {
-        try_next_address("connect timeout");
-    } else if (client.state != DISCONNECTED && now >= client.deadline) {
-        disconnect(client.state == CONNECTED ? "ping timeout" : "connect timeout");
-    } else if (client.in_flight && now >= client.ack_deadline) {
+    link_run_timers(&client.link);
+    if (client.in_flight && now_ms() >= client.ack_deadline) {
         attempt_failed("ack timeout");
     }
 }
 
-/* Once stdin has ended and the output is flushed, half-close: the server
- * then sends what it still has and closes. A plain close() here could
- * reset the connection and destroy our last lines on their way. */
+/* Once stdin has ended, half-close when the output is flushed: the
+ * server then sends what it still has and closes. */
 static void finish_if_done(void) {
-    if (client.quitting && client.state == CONNECTED && !client.shut && client.queue_len == 0 &&
-        buf_pending(&client.out) == 0) {
-        shutdown(client.fd, SHUT_WR);
-        client.shut = 1;
+    if (client.quitting && client.queue_len == 0) {
+        link_finish(&client.link);
     }
 }
 
 static struct timeval next_timeout(void) {
-    long long next = client.state == DISCONNECTED ? client.reconnect_at : client.deadline;
+    long long next = link_next_deadline(&client.link);
     if (client.in_flight && client.ack_deadline < next) {
         next = client.ack_deadline;
     }
-    long long ms = next - now_ms();
-    if (ms < 0) {
-        ms = 0;
-    }
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
+    return timeval_until(next);
 }
 
 /* Read stdin only while no typed line waits for room. */
@@ -554,14 +346,7 @@ static int watch(fd_set *rd, fd_set *wr) {
     if (typed_wants_input(&client.typed)) {
         FD_SET(STDIN_FILENO, rd);
     }
-    if (client.fd != -1) {
-        FD_SET(client.fd, rd);
-        if (client.state == CONNECTING || buf_pending(&client.out) > 0) {
-            FD_SET(client.fd, wr);
-        }
-        maxfd = client.fd > maxfd ? client.fd : maxfd;
-    }
-    return maxfd;
+    return link_watch(&client.link, rd, wr, maxfd);
 }
 
 /* Ctrl-C, SIGTERM or SIGHUP: leave now. Every message not yet acked is given
@@ -576,38 +361,31 @@ static void stop_now(void) {
     client.done = 1;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: client [--host ADDR] [--port N] [--reconnection-delay MS]"
-                    " [--reconnection-delay-max MS] [--timeout MS]"
-                    " [--ack-timeout MS] [--retries N|inf] [--verbose]\n");
-    exit(1);
-}
-
+/* The link's options (link.h): where the server is, how to reconnect,
+ * --verbose. And this step's own: how long to wait for an ack, and how
+ * often to try again. */
 static void parse_options(int argc, char **argv) {
-    long port = 3000;
-    int verbose = 0;
     const struct option_spec options[] = {
-        {"--host", OPTION_STRING, &client.host, 0, 0},
-        {"--port", OPTION_LONG, &port, 1, 65535},
-        {"--reconnection-delay", OPTION_LONG, &client.delay, 1, MAX_OPTION_MS},
-        {"--reconnection-delay-max", OPTION_LONG, &client.delay_max, 1, MAX_OPTION_MS},
-        {"--timeout", OPTION_LONG, &client.timeout, 1, MAX_OPTION_MS},
         {"--ack-timeout", OPTION_LONG, &client.ack_timeout, 1, MAX_OPTION_MS},
         {"--retries", OPTION_LONG_OR_INF, &client.retries, 0, 1000000},
-        {"--verbose", OPTION_FLAG, &verbose, 0, 0},
     };
-    client.host = "127.0.0.1";
-    client.delay = RECONNECTION_DELAY_MS;
-    client.delay_max = RECONNECTION_DELAY_MAX_MS;
-    client.timeout = CONNECT_TIMEOUT_MS;
     client.ack_timeout = ACK_TIMEOUT_MS;
     client.retries = RETRIES;
-    if (options_parse(argc, argv, options, sizeof options / sizeof options[0]) == -1) {
-        usage();
+    if (link_parse_options(&client.link, argc, argv, options, sizeof options / sizeof options[0]) == -1) {
+        fprintf(stderr, LINK_USAGE " [--ack-timeout MS] [--retries N|inf] [--verbose]\n");
+        exit(1);
     }
-    client.port = (int)port;
-    say_set_verbose(verbose);
 }
+
+/* How the link reaches us: callbacks, called the moment something
+ * happens. Return codes would have to climb back up through every call
+ * that can lose the connection (a send, a read, a timer) to the loop. */
+static const struct link_events link_events = {
+    .connected = handle_connected,
+    .line = handle_line,
+    .flushed = send_buffered,
+    .disconnected = handle_disconnected,
+};
 
 int main(int argc, char **argv) {
     stdio_ensure_open(); /* before any open(): see util.h */
@@ -618,14 +396,11 @@ int main(int argc, char **argv) {
         perror("client: cannot set up the signal pipe");
         return 1;
     }
-    srand((unsigned)(getpid() ^ now_ms()));
-    buf_init(&client.out, MAX_OUTPUT);
     typed_init(&client.typed);
-    line_init(&client.in);
-    connect_to_server();
+    link_start(&client.link, &link_events);
     while (!client.done) {
         fd_set rd, wr;
-        int fd = client.fd, maxfd = watch(&rd, &wr);
+        int fd = client.link.fd, maxfd = watch(&rd, &wr);
         struct timeval tv = next_timeout();
         if (select(maxfd + 1, &rd, &wr, NULL, &tv) == -1) {
             if (errno == EINTR) {
@@ -639,14 +414,10 @@ int main(int argc, char **argv) {
             break;
         }
         if (FD_ISSET(STDIN_FILENO, &rd)) {
-            handle_stdin();
+            typed_fill(&client.typed, STDIN_FILENO);
+            take_typed_lines();
         }
-        if (fd != -1 && fd == client.fd && FD_ISSET(fd, &rd)) {
-            handle_readable();
-        }
-        if (fd != -1 && fd == client.fd && FD_ISSET(fd, &wr)) {
-            handle_writable();
-        }
+        link_handle(&client.link, fd, &rd, &wr);
         run_timers();
         take_typed_lines(); /* room may have come: a flush, an ack */
         finish_if_done();

@@ -70,13 +70,15 @@ static const char *near_miss(const char *client_args) {
 }
 
 /* step3's sources with every status line worded otherwise, built with
- * step3's Makefile: what a student's own step 3 prints */
+ * step3's Makefile: what a student's own step 3 prints. The link's lines
+ * ("reconnecting in", "disconnected") live in common/link.c, which a
+ * student's step links as it is, so only the steps' own are reworded. */
 static const char *reworded_step3(void) {
     char root[ROOT_MAX];
     FILE *f = new_folder("reworded", root);
     fprintf(f,
             "WORDS = -e 's/will send again/trying once more/' -e 's/message buffered/queued offline/'"
-            " -e 's/reconnecting in/next attempt in/' -e 's/ping timeout/heartbeat lost/'"
+            " -e 's/no ack (/no answer (/' -e 's/ping timeout/heartbeat lost/'"
             " -e 's/insert failed/could not store/'\n"
             "all:\n"
             "\tsed $(WORDS) %s/step3/client.c > client.c\n"

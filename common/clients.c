@@ -18,11 +18,14 @@ static struct {
     int n;
     int maxfd; /* the highest fd in by_fd[]: loops stop there */
     long ping_interval, ping_timeout; /* ms, from the command line */
+    clients_barrier_fn *before_write; /* the server's commit (clients.h) */
+    fd_set asked; /* the clients read this turn: clients_flush() serves them first */
 } table;
 
-void clients_init(long ping_interval, long ping_timeout) {
+void clients_init(long ping_interval, long ping_timeout, clients_barrier_fn *before_write) {
     table.ping_interval = ping_interval;
     table.ping_timeout = ping_timeout;
+    table.before_write = before_write;
 }
 
 struct client *client_at(int fd) {
@@ -101,6 +104,15 @@ static void client_close_soon(struct client *c, const char *why) {
     }
 }
 
+/* Write a full output out now, inside the turn: first the barrier, so
+ * that the rows it announces are committed. 0 if it could be written. */
+static int make_room(struct client *c) {
+    if (table.before_write != NULL && table.before_write() == -1) {
+        return -1; /* the commit failed: c is dropped, its output unsent */
+    }
+    return c->state == CLIENT_DEAD ? -1 : buf_flush(&c->out, c->fd);
+}
+
 /* When a client's output is full, we first try to write some of it out
  * (a burst may have filled it, not a dead reader); if that does not make
  * room, the client has stopped reading: we cut it off instead of
@@ -114,7 +126,7 @@ void send_line(struct client *c, const char *fmt, ...) {
     va_start(ap, fmt);
     va_copy(again, ap);
     int rc = buf_vprintf_line(&c->out, fmt, ap);
-    if (rc == -1 && buf_flush(&c->out, c->fd) == 0) {
+    if (rc == -1 && make_room(c) == 0) {
         rc = buf_vprintf_line(&c->out, fmt, again);
     }
     va_end(again);
@@ -223,6 +235,7 @@ static void client_read(struct client *c, client_line_fn *on_line) {
 }
 
 void clients_read(const fd_set *rd, client_line_fn *on_line) {
+    table.asked = *rd;
     for (struct client *c = clients_next(NULL); c != NULL; c = clients_next(c)) {
         if (FD_ISSET(c->fd, rd) && c->state != CLIENT_DEAD) {
             client_read(c, on_line);
@@ -230,22 +243,34 @@ void clients_read(const fd_set *rd, client_line_fn *on_line) {
     }
 }
 
+static void client_flush(struct client *c, client_fn *more) {
+    if (c->state == CLIENT_DEAD || buf_pending(&c->out) == 0) {
+        return;
+    }
+    if (buf_flush(&c->out, c->fd) == -1) {
+        client_drop(c, strerror(errno));
+    } else {
+        more(c);
+    }
+}
+
 /* Before select(), write out what this turn queued, as Redis does in
  * beforeSleep(): the broadcast and the reply to a request leave in the
  * turn that read it, not a turn later when select() has said "writable"
  * (one system call per message fewer). Only a socket whose write was
- * short is then watched for writability (clients_watch()). */
+ * short is then watched for writability (clients_watch()). The clients
+ * that sent something this turn are written first: a sender waits for
+ * its ACK, a listener only reads. */
 void clients_flush(client_fn *more) {
     for (struct client *c = clients_next(NULL); c != NULL; c = clients_next(c)) {
-        if (c->state == CLIENT_DEAD || buf_pending(&c->out) == 0) {
-            continue;
-        }
-        if (buf_flush(&c->out, c->fd) == -1) {
-            client_drop(c, strerror(errno));
-        } else {
-            more(c);
+        if (FD_ISSET(c->fd, &table.asked)) {
+            client_flush(c, more);
         }
     }
+    for (struct client *c = clients_next(NULL); c != NULL; c = clients_next(c)) {
+        client_flush(c, more);
+    }
+    FD_ZERO(&table.asked);
 }
 
 /* ---------------------------------------------------------------------
@@ -305,6 +330,14 @@ struct timeval clients_next_timeout(void) {
 /* ---------------------------------------------------------------------
  * Closing them all
  * ------------------------------------------------------------------- */
+
+void clients_drop_unsent(const char *why) {
+    for (struct client *c = clients_next(NULL); c != NULL; c = clients_next(c)) {
+        if (buf_pending(&c->out) > 0) {
+            client_drop(c, why);
+        }
+    }
+}
 
 void clients_close_all(const char *why) {
     for (struct client *c = clients_next(NULL); c != NULL; c = clients_next(c)) {

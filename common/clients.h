@@ -43,8 +43,15 @@ struct client {
 typedef void client_line_fn(struct client *c, char *line);
 typedef void client_fn(struct client *c);
 
-/* The heartbeat's times (ms, from the command line); once, at start-up. */
-void clients_init(long ping_interval, long ping_timeout);
+/* Called before output leaves early, inside the turn (send_line() writes
+ * a full output out to make room): the server commits the rows this turn
+ * stored (group commit), so no line announces a row that is not stored.
+ * It returns -1 when that commit failed, having dropped the clients. */
+typedef int clients_barrier_fn(void);
+
+/* The heartbeat's times (ms, from the command line) and the barrier;
+ * once, at start-up. */
+void clients_init(long ping_interval, long ping_timeout, clients_barrier_fn *before_write);
 
 /* The client on fd, or NULL. */
 struct client *client_at(int fd);
@@ -99,6 +106,10 @@ void clients_flush(client_fn *more);
  * REPLAY_RETRY_MS for a client that is replaying with nothing queued
  * (its last page failed). */
 void clients_run_timers(client_fn *retry);
+
+/* Drop every client whose output is not all written: a commit failed,
+ * and that output may announce rows that were never stored. */
+void clients_drop_unsent(const char *why);
 
 /* Close every client as after an error (on stopping). */
 void clients_close_all(const char *why);

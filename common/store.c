@@ -12,6 +12,10 @@ struct store {
     sqlite3_stmt *insert; /* prepared once: no SQL is parsed per message */
     sqlite3_stmt *replay;
     sqlite3_stmt *last_id;
+    int grouping; /* store_group() was called: inserts wait for store_commit() */
+    int rows; /* inserted in the open group transaction */
+    int lost; /* why that transaction rolled back on its own: its rows are gone */
+    int commit_rc; /* the last store_commit()'s error, for store_errmsg() */
 };
 
 static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS messages ("
@@ -154,8 +158,50 @@ void store_close(struct store *s) {
     free(s);
 }
 
+void store_group(struct store *s) {
+    s->grouping = 1;
+}
+
+/* In a group, the first insert opens the transaction. After an error that
+ * rolled it back on its own (a full disk, say), no insert is taken until
+ * the commit: a new transaction would hand out the lost rows' ids again. */
+static int group_join(struct store *s) {
+    if (s->lost != SQLITE_OK) {
+        return s->lost;
+    }
+    if (!s->grouping || !sqlite3_get_autocommit(s->db)) {
+        return SQLITE_OK; /* a transaction of its own, or the open one */
+    }
+    s->rows = 0;
+    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+}
+
+int store_commit(struct store *s) {
+    int rc = s->lost;
+    if (!sqlite3_get_autocommit(s->db)) {
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        /* A failed COMMIT (a full disk) may have rolled back on its own;
+         * if not, we do. */
+        if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    if (rc != SQLITE_OK && s->rows == 0) {
+        rc = SQLITE_OK; /* nothing was inserted: nothing is lost */
+    }
+    s->rows = 0;
+    s->lost = SQLITE_OK;
+    s->commit_rc = rc;
+    return rc;
+}
+
 int store_insert(struct store *s, const char *client_offset, const char *text, int64_t *id) {
     sqlite3_stmt *st = s->insert;
+    s->commit_rc = SQLITE_OK;
+    int rc = group_join(s);
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
     if (client_offset != NULL) {
         sqlite3_bind_text(st, 1, client_offset, -1, SQLITE_STATIC);
     } else {
@@ -163,19 +209,27 @@ int store_insert(struct store *s, const char *client_offset, const char *text, i
     }
     sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
     /* One statement outside a transaction is its own transaction: when
-     * step() returns SQLITE_DONE the row is committed. */
-    int rc = sqlite3_step(st);
+     * step() returns SQLITE_DONE the row is committed. In a group, it is
+     * committed by store_commit(). */
+    rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
+        /* A UNIQUE conflict undoes its statement only; a few errors
+         * (SQLITE_FULL, SQLITE_IOERR, ...) undo the whole transaction. */
+        if (s->grouping && s->rows > 0 && sqlite3_get_autocommit(s->db)) {
+            s->lost = rc;
+        }
         return rc;
     }
+    s->rows += s->grouping;
     *id = sqlite3_last_insert_rowid(s->db);
     return SQLITE_OK;
 }
 
 const char *store_errmsg(struct store *s) {
-    return sqlite3_errmsg(s->db);
+    /* after a failed commit, the ROLLBACK's "not an error" would mislead */
+    return s->commit_rc != SQLITE_OK ? sqlite3_errstr(s->commit_rc) : sqlite3_errmsg(s->db);
 }
 
 int store_replay(struct store *s, int64_t after, int limit, store_row_fn fn, void *ctx) {

@@ -38,6 +38,17 @@ void store_close(struct store *s);
  * SQLITE_CONSTRAINT_UNIQUE when client_offset is already stored, ... */
 int store_insert(struct store *s, const char *client_offset, const char *text, int64_t *id);
 
+/* Group commit, for the server's loop (TUTORIAL, "The price of each
+ * guarantee"). Without store_group(), each insert is its own transaction,
+ * committed when it returns. After it, the first insert opens a
+ * transaction (BEGIN IMMEDIATE: on a lock it fails at once, SQLITE_BUSY),
+ * later ones join it, and store_commit() commits them all with one
+ * commit: SQLITE_OK, or an error when the transaction rolled back and
+ * none of its rows is stored. Until then, nothing that announces such a
+ * row may leave the server. */
+void store_group(struct store *s);
+int store_commit(struct store *s);
+
 /* What went wrong with the last call, in SQLite's words. */
 const char *store_errmsg(struct store *s);
 

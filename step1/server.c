@@ -94,6 +94,21 @@ static void broadcast(int64_t id, const char *text) {
     }
 }
 
+/* Group commit: the rows this turn stored are committed together, in one
+ * transaction, before any line that announces them (a CHAT, an ACK)
+ * leaves. main() calls this before it flushes, and common/clients.c
+ * before it writes a full output out early. If the commit fails, none of
+ * those rows is stored: every client with output waiting is dropped, its
+ * output unsent. It comes back and replays what is really stored. */
+static int commit_turn(void) {
+    if (store_commit(server.store) != SQLITE_OK) {
+        log_line("server: commit failed: %s (this turn's rows are not stored)", store_errmsg(server.store));
+        clients_drop_unsent("commit failed");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------------
  * The protocol: one handler per verb
  * ------------------------------------------------------------------- */
@@ -208,7 +223,7 @@ static void stop_serving(void) {
 static void start_up(void) {
     char err[NET_ERR_LEN];
     ignore_sigpipe();
-    clients_init(server.opt.ping_interval, server.opt.ping_timeout);
+    clients_init(server.opt.ping_interval, server.opt.ping_timeout, commit_turn);
     server.stop_fd = stop_pipe_open();
     if (server.stop_fd == -1) {
         perror("server: cannot set up the signal pipe");
@@ -219,6 +234,7 @@ static void start_up(void) {
         fprintf(stderr, "server: cannot open the database %s\n", err);
         exit(1);
     }
+    store_group(server.store); /* one commit per loop turn: commit_turn() */
     if (net_listen_all(&server.listen, server.opt.host, server.opt.port, err) == -1) {
         fprintf(stderr, "server: cannot listen on %s:%d: %s\n", server.opt.host, server.opt.port, err);
         exit(1);
@@ -264,9 +280,11 @@ int main(int argc, char **argv) {
         /* common/clients.c calls back into this file where the chat goes
          * on: each line read goes to handle_line(), and once a client's
          * output is written, or its failed page has waited long enough,
-         * replay_more() queues its next page. The flush comes before the
-         * timers: a closing client is flushed, so it half-closes now. */
+         * replay_more() queues its next page. The commit comes before the
+         * flush, the flush before the timers: a closing client is
+         * flushed, so it half-closes now. */
         clients_read(&rd, handle_line);
+        commit_turn();
         clients_flush(replay_more);
         clients_run_timers(replay_more);
         clients_free_dead();

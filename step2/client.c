@@ -196,8 +196,7 @@ static void on_chat(char *arg) {
     client.server_offset = id;
     printf("%lld ", (long long)id);
     show_text(stdout, text);
-    putchar('\n');
-    fflush(stdout); /* a pipe must see each line at once, too */
+    putchar('\n'); /* main() flushes stdout before it sleeps */
 }
 
 /* PING: answer PONG. After our half-close a PONG cannot go out: the
@@ -310,6 +309,7 @@ int main(int argc, char **argv) {
         fd_set rd, wr;
         int fd = client.link.fd, maxfd = watch(&rd, &wr);
         struct timeval tv = next_timeout();
+        fflush(stdout); /* the lines shown this turn, at once: a pipe sees each before we sleep */
         if (select(maxfd + 1, &rd, &wr, NULL, &tv) == -1) {
             if (errno == EINTR) {
                 continue;

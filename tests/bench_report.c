@@ -187,7 +187,8 @@ void print_bound(const struct bound *b, const struct result *res, int n) {
                    r->rows > 0 ? (double)r->server_cpu_us / (double)r->rows : 0.0);
         }
     }
-    printf("  many senders share one server that inserts a row at a time: at most %s msg/s (step 4).\n",
+    printf("  many senders: an insert in a transaction of its own would cap them at %s msg/s (step 4);\n"
+           "  the server commits the rows of a loop turn together, so they can go past it.\n",
            thousands((long long)(1e6 / b->insert[4] + 0.5), x, sizeof x));
 }
 

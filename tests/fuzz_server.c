@@ -10,7 +10,7 @@
  * registers one end of a socketpair as a connection, the input is written
  * into the other end in chunks, and each turn of the loop calls what
  * main() calls after select(), with the step's handlers:
- * clients_read(handle_line), clients_flush(replay_more),
+ * clients_read(handle_line), commit_turn(), clients_flush(replay_more),
  * clients_run_timers(replay_more), clients_free_dead(). What the server
  * sends back is read after every
  * turn and checked. The database is a ":memory:" one with SEED_ROWS rows
@@ -166,6 +166,7 @@ static void loop_turn(int fd) {
         FD_ZERO(&wr);
     }
     clients_read(&rd, handle_line);
+    commit_turn();
     clients_flush(replay_more);
     clients_run_timers(replay_more);
     if (client_at(fd) != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {
@@ -256,8 +257,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
      * the heartbeat runs, and an input decides what happens. */
     server.opt.ping_interval = 1;
     server.opt.ping_timeout = MAX_OPTION_MS;
-    clients_init(server.opt.ping_interval, server.opt.ping_timeout); /* as start_up() does */
+    clients_init(server.opt.ping_interval, server.opt.ping_timeout, commit_turn); /* as start_up() does */
     open_store();
+    store_group(server.store); /* the seed rows are in: from here on, as start_up() does */
     return 0;
 }
 

@@ -78,7 +78,8 @@ int main(void) {
     log_to(open("/dev/null", O_WRONLY)); /* the server's log */
     server.store = make_store(dir);
     server.opt.ping_interval = server.opt.ping_timeout = MAX_OPTION_MS;
-    clients_init(server.opt.ping_interval, server.opt.ping_timeout); /* as start_up() does */
+    clients_init(server.opt.ping_interval, server.opt.ping_timeout, commit_turn); /* as start_up() does */
+    store_group(server.store);
     server.listen.n = 0;
     server.spare_fd = server.stop_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || net_set_nonblock(sv[0], err) == -1 ||
@@ -94,6 +95,7 @@ int main(void) {
     FD_ZERO(&rd);
     FD_SET(sv[0], &rd);
     clients_read(&rd, handle_line); /* the HELLO: WELCOME and the first page */
+    commit_turn();
     size_t worst = 0;
     long lines = 0;
     for (long turn = 0; turn < 100L * ROWS * (MAX_TEXT / READ_PER_TURN + 1) && lines < ROWS + 1; turn++) {

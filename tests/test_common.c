@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "log.h"
 #include "net.h"
+#include "store.h"
 #include "suites.h"
 #include "util.h"
 
@@ -807,6 +808,37 @@ static void log_to_a_broken_stderr(void) {
     CHECK_EQ_INT(wait_child(pid, WAIT_MS), 0);
 }
 
+/* Group commit (store.h): rows inserted after store_group() are seen by
+ * another connection only once store_commit() returns; a UNIQUE conflict
+ * in the group undoes only its own row; on a database another process
+ * has locked, an insert fails at once and the commit loses nothing. */
+static void store_group_commits_at_once(void) {
+    char err[256];
+    int64_t id;
+    const char *db = tmppath("group.db");
+    struct store *s = store_open(db, err, sizeof err);
+    REQUIRE(s != NULL);
+    store_group(s);
+    CHECK_EQ_INT(store_insert(s, "a", "first", &id), SQLITE_OK);
+    CHECK_EQ_INT(store_insert(s, "a", "first again", &id), SQLITE_CONSTRAINT_UNIQUE);
+    CHECK_EQ_INT(store_insert(s, "b", "second", &id), SQLITE_OK);
+    CHECK_EQ_INT(db_count(db, "1"), 0); /* not committed: nobody else sees them */
+    CHECK_EQ_INT(store_commit(s), SQLITE_OK);
+    CHECK_EQ_INT(db_count(db, "1"), 2);
+    CHECK_EQ_INT(db_count(db, "client_offset = 'b' AND id = 2"), 1);
+
+    void *lock = db_lock(db);
+    long long t0 = now_ms();
+    CHECK_EQ_INT(store_insert(s, "c", "while locked", &id), SQLITE_BUSY);
+    CHECK(now_ms() - t0 < 1000); /* at once: the loop never waits */
+    CHECK_EQ_INT(store_commit(s), SQLITE_OK); /* nothing was inserted, nothing lost */
+    db_unlock(lock);
+    CHECK_EQ_INT(store_insert(s, "c", "after the lock", &id), SQLITE_OK);
+    CHECK_EQ_INT(store_commit(s), SQLITE_OK);
+    CHECK_EQ_INT(db_count(db, "content = 'after the lock' AND id = 3"), 1);
+    store_close(s);
+}
+
 const struct test common_tests[] = {
     {"common: stdio_ensure_open puts /dev/null (read-write) on closed fds 0 and 2, or all three, so the next "
      "file opened gets fd 3 or more; open fds are left alone",
@@ -839,5 +871,7 @@ const struct test common_tests[] = {
     {"common: once half of LOG_MAX waits, log_conn lines are dropped and log_line lines still kept",
      log_conn_gives_way},
     {"common: a log whose stderr is a broken pipe or closed is discarded silently", log_to_a_broken_stderr},
+    {"common: store_group() rows are committed together by store_commit(); on a lock an insert fails at once",
+     store_group_commits_at_once},
 };
 const int common_count = sizeof common_tests / sizeof common_tests[0];

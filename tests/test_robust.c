@@ -450,6 +450,61 @@ FOR_STEP(lagging_server_gets_every_line, 1)
 FOR_STEP(lagging_server_gets_every_line, 2)
 
 /* ---------------------------------------------------------------------
+ * A full disk at the commit
+ * ------------------------------------------------------------------- */
+
+/* The server commits once per loop turn (group commit), so a row exists
+ * only once that commit succeeds, and nothing that announces it (its ACK,
+ * its CHAT) may leave before. Here the disk fills at a commit: the shell's
+ * `ulimit -f` keeps the -wal file from growing past about 80 KB, and 2 KB
+ * messages reach that in a few commits. The commit fails, the turn's rows
+ * roll back, and the clients they were announced to are dropped with
+ * their output unsent. Every ACK the sender got names a stored row, and
+ * every CHAT the listener got is a stored row with that text. */
+static void full_disk_at_commit(int step) {
+    static const char script[] = "ulimit -f 160; trap '' XFSZ; exec \"$0\" \"$@\"";
+    enum { TEXT = 2000, TRIES = 400 };
+    const char *db = tmppath("chat.db");
+    char *line = xmalloc(TEXT + 64), want[32];
+    struct proc *s = server_start_sh(step, script, db);
+    WAIT_UNTIL(proc_port(s) > 0 || s->exited, WAIT_MS);
+    REQUIRE(proc_port(s) > 0);
+    int listener = tcp_hello(proc_port(s), 0, WAIT_MS), sender = tcp_hello(proc_port(s), 0, WAIT_MS);
+    int n = 0;
+    while (++n <= TRIES && proc_err_count(s, "commit failed") == 0) {
+        int k = step == 4   ? snprintf(line, 64, "MSG %d off-%d ", n, n)
+                : step == 3 ? snprintf(line, 64, "MSG %d ", n)
+                            : snprintf(line, 64, "MSG ");
+        snprintf(line + k, TEXT + 64 - (size_t)k, "%d %0*d\n", n, TEXT, 0);
+        tcp_send_str(sender, line);
+        /* its CHAT at the listener; or the commit failed, and the
+         * listener was cut off */
+        snprintf(want, sizeof want, " %d 0000", n);
+        if (!tcp_wait_line(listener, want, WAIT_MS)) {
+            break;
+        }
+    }
+    WAIT_UNTIL(proc_err_count(s, "commit failed") > 0, WAIT_MS);
+    CHECK(tcp_wait_closed(listener, WAIT_MS) && tcp_wait_closed(sender, WAIT_MS));
+    long long stored = db_count(db, "1");
+    CHECK_EQ_INT(stored, n - 1); /* each row before n was announced; n's turn rolled back */
+    /* What each connection got, against the database. */
+    for (const char *at = tcp_log(listener); (at = strstr(at, "CHAT ")) != NULL; at++) {
+        long long id = atoll(at + 5);
+        CHECK(id >= 1 && id <= stored);
+    }
+    if (step >= 3) {
+        for (const char *at = tcp_log(sender); (at = strstr(at, "ACK ")) != NULL; at++) {
+            char where[64];
+            snprintf(where, sizeof where, "content LIKE '%d %%'", atoi(at + 4));
+            CHECK_EQ_INT(db_count(db, where), 1);
+        }
+    }
+    free(line);
+}
+FOR_ALL(full_disk_at_commit)
+
+/* ---------------------------------------------------------------------
  * Text that reads differently than it is stored
  * ------------------------------------------------------------------- */
 
@@ -494,5 +549,6 @@ const struct test robust_tests[] = {
     T(2, "a client that half-closed does not answer a PING: a lagging server gets every line",
       lagging_server_gets_every_line),
     T_ALL("bidirectional overrides and zero-width characters are shown escaped", bidi_is_shown_escaped),
+    T_ALL("a commit that fails on a full disk announces none of its rows", full_disk_at_commit),
 };
 const int robust_count = sizeof robust_tests / sizeof robust_tests[0];

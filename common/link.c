@@ -46,7 +46,7 @@ int link_parse_options(struct link *l, int argc, char **argv, const struct optio
     if (options_parse(argc, argv, table, OWN_OPTIONS + n) == -1) {
         return -1;
     }
-    say_set_verbose(verbose);
+    say_setup(verbose);
     return 0;
 }
 

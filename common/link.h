@@ -69,7 +69,7 @@ struct link {
 #define LINK_MORE_OPTIONS 4
 
 /* Parse the command line: the link's options (defaults first, Socket.IO's),
- * --verbose (say_set_verbose()), and the n options of the step's own table
+ * --verbose (say_setup()), and the n options of the step's own table
  * more. 0 on success, -1 on any error: the caller prints its usage. */
 int link_parse_options(struct link *l, int argc, char **argv, const struct option_spec *more, size_t n);
 

@@ -40,6 +40,7 @@ void say_trace(const char *dir, const char *line, size_t len) {
     fputc('\n', stderr);
 }
 
-void say_set_verbose(int on) {
+void say_setup(int on) {
+    setvbuf(stderr, NULL, _IOLBF, BUFSIZ);
     verbose = on;
 }

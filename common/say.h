@@ -22,7 +22,10 @@ void say_shown(const char *what, const char *text);
  * in ("<"): the wire view. The line is len bytes, without its newline. */
 void say_trace(const char *dir, const char *line, size_t len);
 
-/* Turn say_trace() on or off (off at start). */
-void say_set_verbose(int on);
+/* Once, before anything is written to stderr: turn say_trace() on or
+ * off, and make stderr line-buffered. Unbuffered, as C starts it, every
+ * piece of a line (and every character show_text() writes) is a write of
+ * its own; line-buffered, a status line leaves in one write, whole. */
+void say_setup(int verbose);
 
 #endif

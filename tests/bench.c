@@ -45,7 +45,7 @@
  * loop (microseconds; tens of them with 100 senders). In steps 1-2 a line
  * waits behind those typed before it: that latency is mostly the window
  * divided by the rate. Real clients are not used here: the only way to see
- * their acks is --verbose, which writes stderr a character at a time.
+ * their acks is --verbose, whose wire view on stderr would be measured too.
  *
  * Extras. Server memory: step 4 with --idle connections (1000) that said
  * HELLO and read everything, while one real client chats (MAX_CLIENTS is

@@ -322,9 +322,7 @@ struct timeval clients_next_timeout(void) {
             next = min_deadline(next, now + REPLAY_RETRY_MS);
         }
     }
-    long long ms = next == 0 ? 1000 : (next > now ? next - now : 0);
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
+    return timeval_until(next == 0 ? now + 1000 : next); /* no timer: wake within a second anyway */
 }
 
 /* ---------------------------------------------------------------------

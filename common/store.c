@@ -12,6 +12,7 @@ struct store {
     sqlite3_stmt *insert; /* prepared once: no SQL is parsed per message */
     sqlite3_stmt *replay;
     sqlite3_stmt *last_id;
+    sqlite3_stmt *begin, *commit, *rollback; /* group commit (store_group()) */
     int grouping; /* store_group() was called: inserts wait for store_commit() */
     int rows; /* inserted in the open group transaction */
     int lost; /* why that transaction rolled back on its own: its rows are gone */
@@ -95,7 +96,9 @@ static int prepare(struct store *s, const char *sql, sqlite3_stmt **st) {
 static int prepare_statements(struct store *s) {
     if (prepare(s, "INSERT INTO messages (client_offset, content) VALUES (?, ?)", &s->insert) == -1 ||
         prepare(s, "SELECT id, content FROM messages WHERE id > ? ORDER BY id LIMIT ?", &s->replay) == -1 ||
-        prepare(s, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'", &s->last_id) == -1) {
+        prepare(s, "SELECT seq FROM sqlite_sequence WHERE name = 'messages'", &s->last_id) == -1 ||
+        prepare(s, "BEGIN IMMEDIATE", &s->begin) == -1 || prepare(s, "COMMIT", &s->commit) == -1 ||
+        prepare(s, "ROLLBACK", &s->rollback) == -1) {
         return -1;
     }
     return 0;
@@ -154,8 +157,18 @@ void store_close(struct store *s) {
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->replay);
     sqlite3_finalize(s->last_id);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    sqlite3_finalize(s->rollback);
     sqlite3_close(s->db);
     free(s);
+}
+
+/* One prepared statement without rows: SQLITE_OK or its error. */
+static int run(sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 void store_group(struct store *s) {
@@ -173,17 +186,17 @@ static int group_join(struct store *s) {
         return SQLITE_OK; /* a transaction of its own, or the open one */
     }
     s->rows = 0;
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    return run(s->begin);
 }
 
 int store_commit(struct store *s) {
     int rc = s->lost;
     if (!sqlite3_get_autocommit(s->db)) {
-        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        rc = run(s->commit);
         /* A failed COMMIT (a full disk) may have rolled back on its own;
          * if not, we do. */
         if (rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) {
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            run(s->rollback);
         }
     }
     if (rc != SQLITE_OK && s->rows == 0) {

@@ -49,6 +49,7 @@ static struct {
     int stop_fd; /* readable once Ctrl-C, SIGTERM or SIGHUP came (stop.h) */
     int stopping; /* closing every client, then exit */
     struct store *store; /* the clients are in common/clients.c */
+    int commit_failed; /* in this loop turn: see commit_turn() */
 } server;
 
 /* ---------------------------------------------------------------------
@@ -99,10 +100,15 @@ static void broadcast(int64_t id, const char *text) {
  * leaves. main() calls this before it flushes, and common/clients.c
  * before it writes a full output out early. If the commit fails, none of
  * those rows is stored: every client with output waiting is dropped, its
- * output unsent. It comes back and replays what is really stored. */
+ * output unsent, and again at the end of the turn (what was queued after
+ * an early failure may still name them). It comes back and replays what
+ * is really stored. */
 static int commit_turn(void) {
     if (store_commit(server.store) != SQLITE_OK) {
         log_line("server: commit failed: %s (this turn's rows are not stored)", store_errmsg(server.store));
+        server.commit_failed = 1;
+    }
+    if (server.commit_failed) {
         clients_drop_unsent("commit failed");
         return -1;
     }
@@ -285,6 +291,7 @@ int main(int argc, char **argv) {
          * flushed, so it half-closes now. */
         clients_read(&rd, handle_line);
         commit_turn();
+        server.commit_failed = 0; /* the next turn starts afresh */
         clients_flush(replay_more);
         clients_run_timers(replay_more);
         clients_free_dead();

@@ -167,6 +167,7 @@ static void loop_turn(int fd) {
     }
     clients_read(&rd, handle_line);
     commit_turn();
+    server.commit_failed = 0;
     clients_flush(replay_more);
     clients_run_timers(replay_more);
     if (client_at(fd) != NULL && c->state != CLIENT_DEAD && c->linger.shut && buf_pending(&c->out) > 0) {

@@ -42,5 +42,9 @@ void say_trace(const char *dir, const char *line, size_t len) {
 
 void say_setup(int on) {
     setvbuf(stderr, NULL, _IOLBF, BUFSIZ);
+    say_set_verbose(on);
+}
+
+void say_set_verbose(int on) {
     verbose = on;
 }

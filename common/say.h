@@ -28,4 +28,8 @@ void say_trace(const char *dir, const char *line, size_t len);
  * its own; line-buffered, a status line leaves in one write, whole. */
 void say_setup(int verbose);
 
+/* Only turn say_trace() on or off (off at start). Kept for a step folder
+ * copied before say_setup() existed. */
+void say_set_verbose(int on);
+
 #endif

@@ -504,6 +504,20 @@ static void full_disk_at_commit(int step) {
 }
 FOR_ALL(full_disk_at_commit)
 
+/* The same promise when the commit that fails is the early one inside a
+ * turn (send_line() writing a full output out): the step's own server
+ * code runs in tests/commit_fail.c, where a listener's output can be
+ * filled to the byte and the disk filled at that moment. */
+static void early_commit_fails(int step) {
+    char rel[32];
+    snprintf(rel, sizeof rel, "tests/commit_fail%d", step);
+    const char *argv[] = {bin_path(rel), NULL};
+    struct proc *p = proc_start("commit_fail", argv);
+    CHECK_EQ_INT(proc_wait_exit(p, 3 * WAIT_MS), 0);
+    CHECK_EQ_INT(proc_out_count(p, "R was not told of it, every client dropped"), 1);
+}
+FOR_ALL(early_commit_fails)
+
 /* ---------------------------------------------------------------------
  * Text that reads differently than it is stored
  * ------------------------------------------------------------------- */
@@ -550,5 +564,6 @@ const struct test robust_tests[] = {
       lagging_server_gets_every_line),
     T_ALL("bidirectional overrides and zero-width characters are shown escaped", bidi_is_shown_escaped),
     T_ALL("a commit that fails on a full disk announces none of its rows", full_disk_at_commit),
+    T_ALL("an early commit that fails inside a turn announces none of its rows", early_commit_fails),
 };
 const int robust_count = sizeof robust_tests / sizeof robust_tests[0];

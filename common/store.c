@@ -235,7 +235,9 @@ int store_insert(struct store *s, const char *client_offset, const char *text, i
         }
         return rc;
     }
-    s->rows += s->grouping;
+    if (s->grouping) {
+        s->rows++;
+    }
     *id = sqlite3_last_insert_rowid(s->db);
     return SQLITE_OK;
 }

@@ -19,20 +19,7 @@
  * step (commit_fail1 .. commit_fail4, -DSTEP=N); run by test_robust.c.
  * Exit status 0 when nothing named the lost row, with a line that says
  * what happened; 1 with the reason otherwise. */
-#ifndef STEP
-#define STEP 4
-#endif
-#define main server_main
-#if STEP == 1
-#include "../step1/server.c" /* NOLINT(bugprone-suspicious-include) */
-#elif STEP == 2
-#include "../step2/server.c" /* NOLINT(bugprone-suspicious-include) */
-#elif STEP == 3
-#include "../step3/server.c" /* NOLINT(bugprone-suspicious-include) */
-#else
-#include "../step4/server.c" /* NOLINT(bugprone-suspicious-include) */
-#endif
-#undef main
+#include "step_server.h" /* the step's server.c, main() renamed */
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -47,16 +34,6 @@ static size_t got_r_len;
 static void die(const char *what) {
     fprintf(stderr, "commit_fail (step %d): %s\n", STEP, what);
     exit(2);
-}
-
-static void remove_store(void) {
-    static const char *const files[] = {"chat.db", "chat.db-wal", "chat.db-shm"};
-    char path[64];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
 }
 
 /* The server's end registered as a client; the peer's end returned. */
@@ -180,6 +157,6 @@ int main(void) {
            r_dropped ? "every client dropped" : "a client still connected");
     (void)l_peer;
     store_close(server.store);
-    remove_store();
+    remove_store(dir);
     return stored && !told_r && r_dropped ? 0 : 1;
 }

@@ -15,20 +15,7 @@
  * Built once per step (replay_bound1 .. replay_bound4, -DSTEP=N); run by
  * test_robust.c. Exit status 0 when every row arrived and the bound held;
  * the largest queue seen is printed either way. */
-#ifndef STEP
-#define STEP 4
-#endif
-#define main server_main
-#if STEP == 1
-#include "../step1/server.c" /* NOLINT(bugprone-suspicious-include) */
-#elif STEP == 2
-#include "../step2/server.c" /* NOLINT(bugprone-suspicious-include) */
-#elif STEP == 3
-#include "../step3/server.c" /* NOLINT(bugprone-suspicious-include) */
-#else
-#include "../step4/server.c" /* NOLINT(bugprone-suspicious-include) */
-#endif
-#undef main
+#include "step_server.h" /* the step's server.c, main() renamed */
 
 #define ROWS 300 /* of MAX_TEXT bytes: 1.2 MB behind */
 #define READ_PER_TURN 1500
@@ -59,16 +46,6 @@ static struct store *make_store(char *dir) {
     }
     free(text);
     return s;
-}
-
-static void remove_store(const char *dir) {
-    static const char *const files[] = {"chat.db", "chat.db-wal", "chat.db-shm"};
-    char path[64];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
 }
 
 int main(void) {

@@ -351,13 +351,19 @@ FOR_STEP(nohup_is_kept, 4)
  * reader was cut off again and again while it caught up). Loopback's
  * megabyte socket buffers never take a page only in part, so the step's
  * own server code runs in tests/replay_bound.c, on a slow socketpair. */
-static void slow_reader_long_rows(int step) {
+/* Run tests/<name><step>, a program on the step's own server code
+ * (step_server.h): it must exit 0 and print `want` once. */
+static void run_step_program(const char *name, int step, const char *want) {
     char rel[32];
-    snprintf(rel, sizeof rel, "tests/replay_bound%d", step);
+    snprintf(rel, sizeof rel, "tests/%s%d", name, step);
     const char *argv[] = {bin_path(rel), NULL};
-    struct proc *p = proc_start("replay_bound", argv);
+    struct proc *p = proc_start(name, argv);
     CHECK_EQ_INT(proc_wait_exit(p, 3 * WAIT_MS), 0);
-    CHECK_EQ_INT(proc_out_count(p, " of 301 lines"), 1);
+    CHECK_EQ_INT(proc_out_count(p, want), 1);
+}
+
+static void slow_reader_long_rows(int step) {
+    run_step_program("replay_bound", step, " of 301 lines");
 }
 FOR_ALL(slow_reader_long_rows)
 
@@ -509,12 +515,7 @@ FOR_ALL(full_disk_at_commit)
  * code runs in tests/commit_fail.c, where a listener's output can be
  * filled to the byte and the disk filled at that moment. */
 static void early_commit_fails(int step) {
-    char rel[32];
-    snprintf(rel, sizeof rel, "tests/commit_fail%d", step);
-    const char *argv[] = {bin_path(rel), NULL};
-    struct proc *p = proc_start("commit_fail", argv);
-    CHECK_EQ_INT(proc_wait_exit(p, 3 * WAIT_MS), 0);
-    CHECK_EQ_INT(proc_out_count(p, "R was not told of it, every client dropped"), 1);
+    run_step_program("commit_fail", step, "R was not told of it, every client dropped");
 }
 FOR_ALL(early_commit_fails)
 

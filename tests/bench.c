@@ -54,8 +54,9 @@
  * stopped with SIGTERM once --stdin-stop rows (20,000) are stored: the
  * client reads stdin only while its send buffer has room, so the two must
  * match. The bound for one sender in steps 3-4 (one message in flight): a
- * loopback round trip (blocking ping-pongs between two fresh processes)
- * plus one insert (in this process, with the server's table, pragmas and
+ * loopback round trip (the mean of blocking ping-pongs between two fresh
+ * processes: a rate is a mean, and on a virtual machine the median picks
+ * one of two heaps, same CPU or not) plus one insert (in this process, with the server's table, pragmas and
  * prepared statement), against what one sender reaches.
  *
  * SQLite settings: journal_mode is read back from each db file after its

@@ -105,6 +105,7 @@ struct stdin_result {
 
 struct bound {
     long long p10, p50, p90; /* round trip, us */
+    double mean; /* round trip, us: the bound's, as a rate is a mean */
     double insert[5]; /* by step */
 };
 

@@ -903,6 +903,11 @@ void measure_bound(struct bound *b) {
         rtt_trial(v + t * RTT_ROUNDS, RTT_ROUNDS);
         check_interrupted();
     }
+    long long sum = 0;
+    for (int i = 0; i < RTT_TRIALS * RTT_ROUNDS; i++) {
+        sum += v[i];
+    }
+    b->mean = (double)sum / (RTT_TRIALS * RTT_ROUNDS);
     qsort(v, RTT_TRIALS * RTT_ROUNDS, sizeof(long long), cmp_ll);
     b->p10 = percentile(v, RTT_TRIALS * RTT_ROUNDS, 0.10);
     b->p50 = percentile(v, RTT_TRIALS * RTT_ROUNDS, 0.50);

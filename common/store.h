@@ -10,6 +10,9 @@
  * the server being killed (SIGKILL, a crash); after a power loss or an OS
  * crash the last few commits may roll back (the file stays consistent).
  * synchronous=FULL would survive power loss too, at one fsync per message.
+ * A new database gets 1 KB pages, not SQLite's 4 KB: a commit writes each
+ * page it changed whole, and a chat commit changes a few rows' worth of
+ * several pages (store.c, use_small_pages()).
  *
  * Locks: the event loop must never wait. After start-up the busy timeout is
  * 0, so an insert into a database locked by another process fails at once

@@ -839,6 +839,35 @@ static void store_group_commits_at_once(void) {
     store_close(s);
 }
 
+/* Small pages (store.c, use_small_pages()): a new database gets 1 KB
+ * pages. A file made before, with SQLite's 4 KB, keeps them (SQLite
+ * cannot change them in WAL mode), and the server uses it as before. */
+static void store_pages_small_when_new(void) {
+    char err[256];
+    int64_t id;
+    const char *fresh = tmppath("fresh.db"), *old = tmppath("old.db");
+    struct store *s = store_open(fresh, err, sizeof err);
+    REQUIRE(s != NULL);
+    CHECK_EQ_INT(store_insert(s, NULL, "one", &id), SQLITE_OK);
+    store_close(s);
+    CHECK_EQ_INT(db_scalar(fresh, "PRAGMA page_size"), 1024);
+
+    sqlite3 *h = NULL;
+    REQUIRE(sqlite3_open(old, &h) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(h, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE earlier (x)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(h);
+    s = store_open(old, err, sizeof err);
+    REQUIRE(s != NULL);
+    CHECK_EQ_INT(store_insert(s, "o-1", "first", &id), SQLITE_OK);
+    CHECK_EQ_INT(store_insert(s, "o-2", "second", &id), SQLITE_OK);
+    CHECK_EQ_INT(id, 2);
+    store_close(s);
+    CHECK_EQ_INT(db_scalar(old, "PRAGMA page_size"), 4096);
+    CHECK_EQ_INT(db_count(old, "content IN ('first', 'second')"), 2);
+}
+
 const struct test common_tests[] = {
     {"common: stdio_ensure_open puts /dev/null (read-write) on closed fds 0 and 2, or all three, so the next "
      "file opened gets fd 3 or more; open fds are left alone",
@@ -873,5 +902,7 @@ const struct test common_tests[] = {
     {"common: a log whose stderr is a broken pipe or closed is discarded silently", log_to_a_broken_stderr},
     {"common: store_group() rows are committed together by store_commit(); on a lock an insert fails at once",
      store_group_commits_at_once},
+    {"common: store_open makes a new database with 1 KB pages, and uses one made with 4 KB pages as it is",
+     store_pages_small_when_new},
 };
 const int common_count = sizeof common_tests / sizeof common_tests[0];

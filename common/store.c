@@ -123,7 +123,8 @@ static int prepare_statements(struct store *s) {
 static int setup(struct store *s, char *err, size_t errlen) {
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, STORE_OPEN_BUSY_MS);
-    /* Refuse now what would make every insert fail once we serve. */
+    /* Refuse now what would make every insert fail once we serve. Small
+     * pages go in before WAL: a new file takes its page size only then. */
     if (refuse_read_only(s, err, errlen) == -1 || use_small_pages(s, err, errlen) == -1 ||
         use_wal(s, err, errlen) == -1) {
         return -1;

@@ -165,8 +165,12 @@ static const struct result *find_result(const struct result *res, int n, int ste
  * processes that share a CPU pass the turn in a few microseconds; on two
  * CPUs each turn waits for an interrupt, tens of them), and a median
  * picks one heap, so it moved the bound fivefold from run to run. */
+static double rate_of(double round_trip_us, double insert_us) {
+    return 1e6 / (round_trip_us + insert_us);
+}
+
 static double bound_rate(const struct bound *b, int step) {
-    return 1e6 / (b->mean + b->insert[step]);
+    return rate_of(b->mean, b->insert[step]);
 }
 
 void print_bound(const struct bound *b, const struct result *res, int n) {
@@ -184,8 +188,8 @@ void print_bound(const struct bound *b, const struct result *res, int n) {
         double bound = bound_rate(b, step);
         printf("  step %d: bound %s msg/s (%s with the median round trip, %s with its p90)\n", step,
                thousands((long long)(bound + 0.5), x, sizeof x),
-               thousands((long long)(1e6 / ((double)b->p50 + b->insert[step]) + 0.5), y, sizeof y),
-               thousands((long long)(1e6 / ((double)b->p90 + b->insert[step]) + 0.5), z, sizeof z));
+               thousands((long long)(rate_of((double)b->p50, b->insert[step]) + 0.5), y, sizeof y),
+               thousands((long long)(rate_of((double)b->p90, b->insert[step]) + 0.5), z, sizeof z));
         if (r != NULL) {
             printf("          1 sender: %s msg/s real client (%.0f%%), %s raw (%.0f%%); server CPU %.0f "
                    "us/row\n",
